@@ -1,0 +1,157 @@
+"""Closed-form cost formulas against hand counts, over many random shapes."""
+
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+import torchprof_lab
+
+small = st.integers(1, 6)
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+def count(model, *inputs, **kw):
+    return torchprof_lab.count(model, inputs=tuple(inputs), **kw)
+
+
+@SETTINGS
+@given(n=small, cin_g=small, cout_g=small, groups=st.integers(1, 3), k=st.integers(1, 3),
+       size=st.integers(3, 9), stride=st.integers(1, 2), dims=st.sampled_from([1, 2, 3]), bias=st.booleans())
+def test_conv_any_dims_and_groups(n, cin_g, cout_g, groups, k, size, stride, dims, bias):
+    conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_cls(cin_g * groups, cout_g * groups, k, stride=stride, groups=groups, bias=bias)
+    x = torch.randn(n, cin_g * groups, *([size] * dims))
+    r = count(conv, x, device="meta")
+    out = (size - k) // stride + 1
+    macs = n * cout_g * groups * out ** dims * cin_g * k ** dims
+    assert r.macs == macs
+    assert r.flops == 2 * macs + (n * cout_g * groups * out ** dims if bias else 0)
+
+
+@SETTINGS
+@given(n=small, cin_g=small, cout_g=small, groups=st.integers(1, 3), k=st.integers(1, 3), size=st.integers(2, 6))
+def test_transposed_conv(n, cin_g, cout_g, groups, k, size):
+    conv = nn.ConvTranspose2d(cin_g * groups, cout_g * groups, k, stride=2, groups=groups, bias=False)
+    r = count(conv, torch.randn(n, cin_g * groups, size, size), device="meta")
+    # every input element is multiplied into (cout/groups) x k x k outputs
+    assert r.macs == n * cin_g * groups * size * size * cout_g * k * k
+
+
+@SETTINGS
+@given(batch=st.lists(small, max_size=2), m=small, k=small, n=small, bias=st.booleans())
+def test_linear_any_leading_dims(batch, m, k, n, bias):
+    lin = nn.Linear(k, n, bias=bias)
+    r = count(lin, torch.randn(*batch, m, k))
+    rows = m
+    for b in batch:
+        rows *= b
+    assert r.macs == rows * k * n
+    assert r.flops == 2 * rows * k * n + (rows * n if bias else 0)
+
+
+class Functional(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+@SETTINGS
+@given(b=small, m=st.integers(2, 6), k=st.integers(2, 6), n=st.integers(2, 6))
+def test_matmul_and_einsum(b, m, k, n):
+    # (einsum turns contractions over size-1 dims into elementwise products, so sizes start at 2)
+    x, y = torch.randn(b, m, k), torch.randn(b, k, n)
+    assert count(Functional(torch.matmul), x, y).macs == b * m * k * n
+    assert count(Functional(lambda p, q: torch.einsum("bmk,bkn->bmn", p, q)), x, y).macs == b * m * k * n
+
+
+@SETTINGS
+@given(b=small, h=small, lq=st.integers(1, 9), lk=st.integers(1, 9), e=st.integers(1, 8), ev=st.integers(1, 8),
+       device=st.sampled_from(["cpu", "meta"]), grad=st.booleans())
+def test_sdpa_every_kernel(b, h, lq, lk, e, ev, device, grad):
+    q, k, v = torch.randn(b, h, lq, e), torch.randn(b, h, lk, e), torch.randn(b, h, lk, ev)
+    model = Functional(F.scaled_dot_product_attention)
+    with torch.set_grad_enabled(grad):
+        r = count(model, q, k, v, device=device)
+    assert r.macs == b * h * lq * lk * (e + ev)
+    assert not r.uncounted_ops
+
+
+def test_sdpa_math_backend_matches_fused():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(2, 3, 7, 8) for _ in range(3))
+    with sdpa_kernel([SDPBackend.MATH]):
+        math = count(Functional(F.scaled_dot_product_attention), q, k, v)
+    fused = count(Functional(F.scaled_dot_product_attention), q, k, v)
+    assert math.macs == fused.macs == 2 * 3 * 7 * 7 * 16
+
+
+def test_native_multi_head_attention_fast_path_and_meta_agree():
+    seen = []
+
+    class Spy(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    mha = nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    x = torch.randn(2, 10, 64)
+    with torch.no_grad(), Spy():
+        mha(x, x, x)
+    assert "aten._native_multi_head_attention.default" in seen  # the fast path really ran
+    b, l, e = 2, 10, 64
+    expected = b * l * e * 3 * e + 2 * b * l * l * e + b * l * e * e
+    assert count(mha, x, x, x).macs == expected
+    assert count(mha, x, x, x, device="meta").macs == expected
+    with torch.inference_mode():
+        assert count(mha, x, x, x).macs == expected
+
+
+def test_transformer_encoder_fast_path():
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True).eval()
+    x = torch.randn(2, 5, 32)
+    expected = 2 * 5 * (4 * 32 * 32 + 2 * 5 * 32 + 2 * 32 * 64)
+    assert count(layer, x).macs == expected
+    assert count(layer, x, device="meta").macs == expected
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=4))
+def test_elementwise_one_flop_per_element(shape):
+    x = torch.randn(*shape)
+    numel = x.numel()
+    for fn in (torch.relu, torch.sigmoid, F.gelu, F.silu, lambda t: t + t, lambda t: t * 2):
+        r = count(Functional(fn), x)
+        assert (r.macs, r.flops) == (0, numel)
+        assert r.bytes == 2 * x.nbytes or r.bytes == 3 * x.nbytes  # inputs (1 or 2) + output
+
+
+@SETTINGS
+@given(n=small, c=small, hw=st.integers(2, 6))
+def test_norms(n, c, hw):
+    x = torch.randn(n, c, hw, hw)
+    bn = nn.BatchNorm2d(c).eval()
+    assert count(bn, x).flops == 4 * x.numel()
+    assert count(nn.LayerNorm([hw, hw]), x).flops == 8 * x.numel()
+    assert count(nn.GroupNorm(1, c), x).flops == 8 * x.numel()
+    assert count(Functional(lambda t: torch.softmax(t, -1)), x).flops == 5 * x.numel()
+
+
+@SETTINGS
+@given(n=small, c=small, size=st.integers(4, 12), k=st.integers(1, 3))
+def test_pooling(n, c, size, k):
+    x = torch.randn(n, c, size, size)
+    out = (size - k) // k + 1
+    assert count(nn.MaxPool2d(k), x).flops == n * c * out * out * k * k
+    assert count(nn.AvgPool2d(k), x).flops == n * c * out * out * k * k
+    assert count(nn.AdaptiveAvgPool2d(1), x).flops == x.numel()
+
+
+def test_views_move_no_bytes():
+    r = count(Functional(lambda t: t.view(-1).t().unsqueeze(0).transpose(0, 1)), torch.randn(4, 5))
+    assert (r.flops, r.bytes) == (0, 0)
+    assert not r.uncounted_ops

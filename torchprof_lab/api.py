@@ -1,0 +1,123 @@
+"""The public entry points: count() for static cost, profile() for everything measured."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_leaves, tree_map
+
+from .counting.engine import run_pass
+from .counting.rollup import layer_records, params_used, unique_numel
+from .errors import UncountedOpsError
+from .model_state import floating_dtype, model_device
+from .report.records import ProfileReport
+
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
+                torch.float64: "fp64", torch.int8: "int8"}
+
+
+def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1, *,
+          inputs=None, device=None, backward: bool = False, train: bool | None = None,
+          strict: bool = False, depth: int | None = None, name: str | None = None) -> ProfileReport:
+    """Count params, MACs, FLOPs and bytes of one forward (and backward) pass, per layer.
+
+    input_shape is one sample's shape (the batch is separate); ``inputs`` takes any example
+    input instead: a tensor, a tuple of positional args, or a dict of keyword args.
+    device="meta" counts without allocating weights or doing arithmetic. The model runs in
+    eval mode unless ``train`` (default: train exactly when ``backward``); its flags,
+    weights, buffers, hooks and gradients are as before when this returns or raises.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    meta, run_device = _resolve_device(model, device)
+    args, kwargs, batch, description = _example_inputs(model, input_shape, batch_size, inputs, run_device)
+    train = backward if train is None else bool(train)
+    result = run_pass(model, args, kwargs, meta=meta, backward=backward, train=train)
+    if strict and result.uncounted:
+        raise UncountedOpsError(result.uncounted)
+    model_record, layers = layer_records(model, result)
+    params = list(model.parameters())
+    buffers = list(model.buffers())
+    return ProfileReport(
+        model=name or type(model).__name__, inputs=description, batch_size=batch,
+        device=str(run_device), mode="train" if train else "eval", backward=backward,
+        params=unique_numel(params), trainable_params=unique_numel(p for p in params if p.requires_grad),
+        params_used=params_used(model, result), buffers=unique_numel(buffers),
+        buffer_bytes=sum(b.nbytes for b in buffers), state_dict_bytes=_state_dict_bytes(model),
+        param_dtype=_DTYPE_NAMES.get(floating_dtype(model), str(floating_dtype(model))),
+        model_record=model_record, layers=layers, uncounted_ops=result.uncounted, depth=depth,
+    )
+
+
+def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1,
+            **options) -> ProfileReport:
+    """One call for everything torchprof_lab knows about a model; today, its counts."""
+    return count(model, input_shape, batch_size, **options)
+
+
+# ---------------------------------------------------------------------- helpers
+def _resolve_device(model: nn.Module, device) -> tuple[bool, torch.device]:
+    home = model_device(model)
+    if device is None:
+        return home.type == "meta", home
+    wanted = torch.device(device)
+    if wanted.type == "meta" or home.type == "meta":
+        return True, torch.device("meta")
+    if wanted.type != home.type or (wanted.index is not None and wanted != home):
+        raise ValueError(f"model is on {home} but device={wanted} was asked for: move the model, "
+                         f"or pass device='meta' to count without running it")
+    return False, home
+
+
+def _example_inputs(model, input_shape, batch_size, inputs, device):
+    if inputs is not None:
+        if input_shape is not None:
+            raise ValueError("give input_shape or inputs, not both")
+        return _wrap_inputs(inputs, device)
+    if input_shape is None:
+        raise ValueError("input_shape is required (one sample's shape, e.g. (3, 224, 224)) unless inputs= is given")
+    shape = _check_shape(input_shape)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dtype = floating_dtype(model)
+    x = torch.randn((batch_size, *shape), dtype=dtype, device=device)
+    return (x,), {}, batch_size, f"{(batch_size, *shape)} {_DTYPE_NAMES.get(dtype, dtype)}"
+
+
+def _check_shape(input_shape) -> tuple[int, ...]:
+    if isinstance(input_shape, int) or not isinstance(input_shape, (Sequence, torch.Size)) or isinstance(input_shape, str):
+        raise ValueError(f"input_shape must be a sequence of positive ints such as (3, 224, 224), got {input_shape!r}")
+    shape = tuple(input_shape)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(f"input_shape must be a sequence of positive ints such as (3, 224, 224), got {input_shape!r}")
+    return shape
+
+
+def _wrap_inputs(inputs, device):
+    if device.type == "meta":
+        inputs = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, inputs)
+    if isinstance(inputs, torch.Tensor):
+        args, kwargs = (inputs,), {}
+    elif isinstance(inputs, Mapping):
+        args, kwargs = (), dict(inputs)
+    elif isinstance(inputs, (tuple, list)):
+        args, kwargs = tuple(inputs), {}
+    else:
+        raise TypeError(f"inputs must be a tensor, a tuple/list of args or a dict of kwargs, got {type(inputs).__name__}")
+    tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    batch = tensors[0].shape[0] if tensors and tensors[0].dim() else 1
+    description = ", ".join(f"{tuple(t.shape)} {_DTYPE_NAMES.get(t.dtype, t.dtype)}" for t in tensors[:4])
+    return args, kwargs, batch, description or "(no tensors)"
+
+
+def _state_dict_bytes(model: nn.Module) -> int:
+    """Bytes of the state_dict as held: each distinct tensor once."""
+    seen, total = set(), 0
+    for t in model.state_dict().values():
+        key = (t.untyped_storage().data_ptr(), t.data_ptr(), t.nbytes) if not t.is_meta else id(t)
+        if key not in seen:
+            seen.add(key)
+            total += t.nbytes
+    return total

@@ -1,0 +1,73 @@
+"""Command line: parse arguments, call the library, print or write the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .api import profile
+from .errors import ProfilerError, UncountedOpsError
+from .models import build_model
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a shape like 3,224,224, got '{text}'") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 3,224,224, got '{text}'")
+    return shape
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m torchprof_lab",
+                                description="Per-layer params, MACs, FLOPs and bytes of a PyTorch model.")
+    p.add_argument("model", help="a torchvision model name (resnet50) or package.module:factory")
+    p.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
+    p.add_argument("--input-shape", type=_shape, help="one sample's shape, e.g. 3,224,224 "
+                   "(default: the crop size of the model's weights)")
+    p.add_argument("--depth", type=_positive, help="show layers down to this depth")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", help="write the report to this file instead of stdout")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or meta (count without running arithmetic)")
+    p.add_argument("--weights", help="torchvision weights to load (e.g. DEFAULT); none by default")
+    p.add_argument("--backward", action="store_true", help="also count a backward pass (training cost)")
+    p.add_argument("--strict", action="store_true", help="fail if any op has no cost formula")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        built = build_model(args.model, weights=args.weights, device=args.device)
+        report = profile(built.model, args.input_shape or built.input_shape, args.batch,
+                         device=args.device, backward=args.backward, strict=args.strict,
+                         depth=args.depth, name=built.name)
+    except UncountedOpsError as exc:
+        print(f"torchprof_lab: error: {exc}", file=sys.stderr)
+        return 1
+    except (ProfilerError, ValueError, TypeError) as exc:
+        print(f"torchprof_lab: error: {exc}", file=sys.stderr)
+        return 2
+    text = {"table": report.to_table, "json": report.to_json, "csv": report.to_csv,
+            "markdown": report.to_markdown}[args.format]()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {args.format} report to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,117 @@
+"""Module hooks that say which layer is running, so each op is charged to it.
+
+Forward: a pre-hook pushes the layer's accumulator, a post-hook pops it; the counter
+charges the top of the stack. Backward runs outside any module, so while the forward
+records autograd sequence numbers, the tracker notes which layer was innermost from
+each number on; an autograd node's sequence number then names the layer that made it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import torch
+from torch import nn
+
+_get_sequence_nr = torch._C._autograd._get_sequence_nr
+_current_autograd_node = torch._C._current_autograd_node
+
+
+class Accumulator:
+    """One layer's self cost (ops it ran itself, not its children's), forward and backward."""
+
+    __slots__ = ("name", "type", "macs", "flops", "bytes", "bwd_macs", "bwd_flops", "bwd_bytes",
+                 "calls", "output_shape")
+
+    def __init__(self, name: str, type_name: str):
+        self.name, self.type = name, type_name
+        self.macs = self.flops = self.bytes = 0
+        self.bwd_macs = self.bwd_flops = self.bwd_bytes = 0
+        self.calls = 0
+        self.output_shape = None
+
+
+def shape_of(value):
+    """A printable shape for a module output: a tuple, a list of them, or a type name."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)):
+        return [shape_of(v) for v in value]
+    if isinstance(value, dict):
+        return {k: shape_of(v) for k, v in value.items()}
+    return type(value).__name__
+
+
+class LayerTracker:
+    """Attaches forward hooks to every submodule; ``detach`` removes every one of them."""
+
+    def __init__(self, modules: dict[nn.Module, Accumulator], root: Accumulator, track_backward: bool):
+        self.accumulators = modules
+        self.root = root
+        self.stack: list[Accumulator] = [root]
+        self.arg_stack: list = [()]
+        self.track_backward = track_backward
+        self._events_seq: list[int] = []
+        self._events_acc: list[Accumulator] = []
+        self._node_cache: dict[int, Accumulator] = {}
+        self._handles: list = []
+
+    # ------------------------------------------------------------------ hooks
+    def attach(self) -> None:
+        for module, acc in self.accumulators.items():
+            self._handles.append(module.register_forward_pre_hook(self._pre(acc)))
+            self._handles.append(module.register_forward_hook(self._post(acc)))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _pre(self, acc: Accumulator):
+        stack, arg_stack = self.stack, self.arg_stack
+        seqs, owners = self._events_seq, self._events_acc
+        track = self.track_backward
+
+        def pre_hook(module, args):
+            stack.append(acc)
+            arg_stack.append(args)
+            acc.calls += 1
+            if track:
+                seqs.append(_get_sequence_nr())
+                owners.append(acc)
+
+        return pre_hook
+
+    def _post(self, acc: Accumulator):
+        stack, arg_stack = self.stack, self.arg_stack
+        seqs, owners = self._events_seq, self._events_acc
+        track = self.track_backward
+
+        def post_hook(module, args, output):
+            stack.pop()
+            arg_stack.pop()
+            if acc.output_shape is None:
+                acc.output_shape = shape_of(output)
+            if track:
+                seqs.append(_get_sequence_nr())
+                owners.append(stack[-1])
+
+        return post_hook
+
+    # ------------------------------------------------------------------ queries
+    def failing_layer(self) -> tuple[Accumulator, tuple]:
+        """The innermost layer still running (after a forward raised) and its positional args."""
+        return self.stack[-1], self.arg_stack[-1]
+
+    def backward_owner(self) -> Accumulator:
+        """The layer whose forward created the autograd node now running backward."""
+        node = _current_autograd_node()
+        if node is None:
+            return self.root
+        seq = node._sequence_nr()
+        acc = self._node_cache.get(seq)
+        if acc is None:
+            i = bisect_right(self._events_seq, seq) - 1
+            acc = self._events_acc[i] if 0 <= i < len(self._events_acc) - 1 else self.root
+            self._node_cache[seq] = acc
+        return acc

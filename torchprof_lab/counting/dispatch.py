@@ -1,0 +1,76 @@
+"""The dispatch-level counter: sees every aten op and charges its cost to a layer."""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .attribution import LayerTracker
+from .registry import registry
+
+
+def io_bytes(args, out) -> int:
+    """Bytes of an op's tensor arguments and results (one level of lists, no pytree walk)."""
+    n = 0
+    for a in args:
+        if isinstance(a, Tensor):
+            n += a.nbytes
+        elif isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, Tensor):
+                    n += b.nbytes
+    if isinstance(out, Tensor):
+        n += out.nbytes
+    elif isinstance(out, (list, tuple)):
+        for b in out:
+            if isinstance(b, Tensor):
+                n += b.nbytes
+    return n
+
+
+class CountingMode(TorchDispatchMode):
+    """Runs each op, looks up its formula and adds MACs, FLOPs and bytes to the running layer."""
+
+    def __init__(self, tracker: LayerTracker):
+        super().__init__()
+        self.tracker = tracker
+        self.backward = False
+        self.uncounted: dict = {}
+        self._table = registry()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if kwargs is None:
+            kwargs = {}
+        cost = self._table.get(func)
+        if cost is None:
+            return self._without_formula(func, args, kwargs)
+        out = func(*args, **kwargs)
+        macs, flops = cost.formula(args, kwargs, out)
+        moves = cost.moves_bytes
+        if moves is True:
+            nbytes = io_bytes(args, out)
+        elif moves:
+            nbytes = moves(args, kwargs, out)
+        else:
+            nbytes = 0
+        if self.backward:
+            acc = self.tracker.backward_owner()
+            acc.bwd_macs += macs
+            acc.bwd_flops += flops
+            acc.bwd_bytes += nbytes
+        else:
+            acc = self.tracker.stack[-1]
+            acc.macs += macs
+            acc.flops += flops
+            acc.bytes += nbytes
+        return out
+
+    def _without_formula(self, func, args, kwargs):
+        """Composite ops (seen whole under inference_mode) run as their parts; others are listed."""
+        if func._can_decompose():
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        self.uncounted[func] = self.uncounted.get(func, 0) + 1
+        return func(*args, **kwargs)

@@ -1,0 +1,82 @@
+"""One counting pass: forward (and optionally backward) under the counter, nothing left behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils._pytree import tree_leaves
+
+from ..errors import ForwardError
+from ..model_state import mode_restored, stand_ins
+from .attribution import Accumulator, LayerTracker
+from .dispatch import CountingMode
+from . import formulas  # noqa: F401  (registers the cost formulas)
+
+
+@dataclass
+class PassResult:
+    """Raw per-module self costs from one pass, keyed by module (pre-order)."""
+
+    accumulators: dict[nn.Module, Accumulator]
+    uncounted: dict[str, int]
+    backward_ran: bool
+
+
+def _describe_shapes(args) -> str:
+    shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__ for a in args]
+    return str(shapes[0]) if len(shapes) == 1 else str(shapes)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backward: bool,
+             train: bool) -> PassResult:
+    """Count one forward (and backward if asked) of ``model(*args, **kwargs)``.
+
+    The model runs through ``functional_call`` with stand-in tensors (see ``stand_ins``),
+    so its weights and buffers are never written; gradients come from ``torch.autograd.grad``,
+    so no ``.grad`` is left on any parameter.
+    """
+    if backward and torch.is_inference_mode_enabled():
+        raise ValueError("backward=True cannot run inside torch.inference_mode(); count outside it")
+    accumulators = {m: Accumulator(name, type(m).__name__) for name, m in model.named_modules()}
+    root = accumulators[model]
+    tracker = LayerTracker(accumulators, root, track_backward=backward)
+    counter = CountingMode(tracker)
+    with mode_restored(model, train):
+        substitutes = stand_ins(model, meta)
+        tracker.attach()
+        try:
+            grad_ctx = torch.enable_grad() if backward else torch.no_grad()
+            try:
+                with grad_ctx, counter:
+                    out = functional_call(model, substitutes, args, kwargs, strict=False, tie_weights=True)
+            except Exception as exc:
+                layer, layer_args = tracker.failing_layer()
+                raise ForwardError(layer.name, layer.type, _describe_shapes(layer_args or args),
+                                   _first_line(exc)) from exc
+            if backward:
+                _count_backward(model, substitutes, out, counter)
+        finally:
+            tracker.detach()
+    uncounted = {str(op): calls for op, calls in counter.uncounted.items()}
+    return PassResult(accumulators, uncounted, backward)
+
+
+def _count_backward(model: nn.Module, substitutes: dict, out, counter: CountingMode) -> None:
+    """Backpropagate ones from every floating output into the trainable parameters."""
+    params = [substitutes.get(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    outputs = [t for t in tree_leaves(out)
+               if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
+    if not params or not outputs:
+        return
+    seeds = [torch.ones_like(t) for t in outputs]
+    counter.backward = True
+    with counter:
+        torch.autograd.grad(outputs, params, seeds, allow_unused=True)

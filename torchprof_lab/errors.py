@@ -1,0 +1,32 @@
+"""Errors a user can act on; each message is one line."""
+
+
+class ProfilerError(Exception):
+    """Base class for errors torchprof_lab raises about the user's model or input."""
+
+
+class ForwardError(ProfilerError, RuntimeError):
+    """The model's forward raised; names the innermost layer that was running."""
+
+    def __init__(self, layer: str, layer_type: str, input_shapes: str, reason: str):
+        self.layer, self.layer_type, self.input_shapes, self.reason = layer, layer_type, input_shapes, reason
+        where = f"layer '{layer}' ({layer_type})" if layer else f"model forward ({layer_type})"
+        super().__init__(f"{where} rejected input of shape {input_shapes}: {reason}")
+
+
+class UncountedOpsError(ProfilerError):
+    """strict=True and some ops ran without a cost formula."""
+
+    def __init__(self, ops: dict):
+        self.ops = dict(ops)
+        listed = ", ".join(f"{name} x{calls}" for name, calls in sorted(ops.items()))
+        super().__init__(f"{len(ops)} op(s) ran with no cost formula (strict): {listed}")
+
+
+class UnknownModelError(ProfilerError, ValueError):
+    """A model name that resolves to nothing; carries close matches."""
+
+    def __init__(self, name: str, suggestions: list, detail: str = ""):
+        self.name, self.suggestions = name, list(suggestions)
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown model '{name}'{hint}{detail}")

@@ -1,0 +1,149 @@
+"""The result records: one per layer, one for the whole model; every output format reads these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+
+
+@dataclass
+class LayerRecord:
+    """One module's cost in one pass: its own ops plus its children's (forward and backward)."""
+
+    name: str
+    type: str
+    depth: int
+    params: int
+    calls: int
+    output_shape: object
+    macs: int
+    flops: int
+    bytes: int
+    backward_macs: int = 0
+    backward_flops: int = 0
+    backward_bytes: int = 0
+
+    @property
+    def ran(self) -> bool:
+        return self.calls > 0
+
+    @property
+    def total_macs(self) -> int:
+        return self.macs + self.backward_macs
+
+    @property
+    def total_flops(self) -> int:
+        return self.flops + self.backward_flops
+
+    @property
+    def intensity(self) -> float:
+        """Forward arithmetic intensity, FLOPs per byte moved (0 when nothing moved)."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+
+@dataclass
+class ProfileReport:
+    """Everything torchprof_lab measured about one model; render with str(), to_json() etc."""
+
+    model: str
+    inputs: str
+    batch_size: int
+    device: str
+    mode: str
+    backward: bool
+    params: int
+    trainable_params: int
+    params_used: int
+    buffers: int
+    buffer_bytes: int
+    state_dict_bytes: int
+    param_dtype: str
+    model_record: LayerRecord
+    layers: list[LayerRecord]
+    uncounted_ops: dict[str, int] = field(default_factory=dict)
+    depth: int | None = None
+
+    # ------------------------------------------------------------------ totals
+    @property
+    def macs(self) -> int:
+        return self.model_record.macs
+
+    @property
+    def flops(self) -> int:
+        return self.model_record.flops
+
+    @property
+    def bytes(self) -> int:
+        return self.model_record.bytes
+
+    @property
+    def backward_macs(self) -> int:
+        return self.model_record.backward_macs
+
+    @property
+    def backward_flops(self) -> int:
+        return self.model_record.backward_flops
+
+    @property
+    def backward_bytes(self) -> int:
+        return self.model_record.backward_bytes
+
+    @property
+    def total_macs(self) -> int:
+        return self.model_record.total_macs
+
+    @property
+    def total_flops(self) -> int:
+        return self.model_record.total_flops
+
+    @property
+    def intensity(self) -> float:
+        return self.model_record.intensity
+
+    @property
+    def storage_bytes(self) -> dict[str, int]:
+        """Parameter storage if every parameter were held in each dtype (params x dtype size)."""
+        return {name: self.params * size for name, size in DTYPE_BYTES.items()}
+
+    def layer(self, name: str) -> LayerRecord:
+        """The record of the layer called ``name`` (as in ``named_modules``)."""
+        for record in self.layers:
+            if record.name == name:
+                return record
+        raise KeyError(f"no layer named '{name}'")
+
+    # ------------------------------------------------------------------ renderings
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k not in ("model_record", "layers", "depth")}
+        for key in ("macs", "flops", "bytes", "backward_macs", "backward_flops", "backward_bytes",
+                    "total_macs", "total_flops", "intensity", "storage_bytes"):
+            data[key] = getattr(self, key)
+        data["conventions"] = "MACs: multiply-accumulates of matrix ops; FLOPs = 2 x MACs + other ops"
+        data["layers"] = [_layer_dict(r) for r in self.layers]
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        from .render import to_json
+        return to_json(self, indent)
+
+    def to_csv(self) -> str:
+        from .render import to_csv
+        return to_csv(self)
+
+    def to_markdown(self) -> str:
+        from .render import to_markdown
+        return to_markdown(self)
+
+    def to_table(self, depth: int | None = None) -> str:
+        from .render import to_table
+        return to_table(self, self.depth if depth is None else depth)
+
+    def __str__(self) -> str:
+        return self.to_table()
+
+
+def _layer_dict(record: LayerRecord) -> dict:
+    data = asdict(record)
+    data["intensity"] = record.intensity
+    return data
