@@ -11,7 +11,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from .counting.engine import run_pass
 from .counting.rollup import layer_records, params_used, unique_numel
 from .errors import UncountedOpsError
-from .model_state import floating_dtype, model_device
+from .model_state import check_device, floating_dtype, model_device
 from .report.records import ProfileReport
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
@@ -62,7 +62,7 @@ def _resolve_device(model: nn.Module, device) -> tuple[bool, torch.device]:
     home = model_device(model)
     if device is None:
         return home.type == "meta", home
-    wanted = torch.device(device)
+    wanted = check_device(device)
     if wanted.type == "meta" or home.type == "meta":
         return True, torch.device("meta")
     if wanted.type != home.type or (wanted.index is not None and wanted != home):

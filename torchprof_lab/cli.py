@@ -69,5 +69,5 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(text if text.endswith("\n") else text + "\n")
         print(f"wrote {args.format} report to {args.output}", file=sys.stderr)
     else:
-        print(text)
+        print(text, end="" if text.endswith("\n") else "\n")
     return 0

@@ -20,6 +20,18 @@ def mode_restored(model: nn.Module, train: bool):
             module.training = flag
 
 
+def check_device(device) -> torch.device:
+    """A torch.device for ``device``, or a ValueError saying why it cannot be used here."""
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device '{device}': use cpu, cuda, cuda:N or meta") from exc
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' asked for, but CUDA is not available on this machine; "
+                         "use device='cpu', or 'meta' to count without running")
+    return wanted
+
+
 def model_device(model: nn.Module) -> torch.device:
     """Where the model's parameters (or buffers) live; CPU for a model with neither."""
     for t in model.parameters():

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .errors import UnknownModelError
+from .model_state import check_device
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
 
@@ -41,6 +42,8 @@ def build_model(spec: str, weights: str | None = None, device: str | None = None
 
 
 def _on_device(build, device):
+    if device is not None:
+        check_device(device)
     if device == "meta":
         try:
             with torch.device("meta"):

@@ -1,0 +1,78 @@
+"""Bad input fails with one actionable line."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import torchprof_lab
+from torchprof_lab import ForwardError, UncountedOpsError, UnknownModelError
+from torchprof_lab.models import build_model
+
+
+def test_wrong_channels_names_the_layer_and_shape():
+    with pytest.raises(ForwardError) as info:
+        torchprof_lab.count(torchvision.models.resnet18(), (4, 64, 64))
+    message = str(info.value)
+    assert "'conv1' (Conv2d)" in message and "(1, 4, 64, 64)" in message
+    assert "\n" not in message
+
+
+def test_inner_layer_is_named():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Sequential(nn.ReLU(), nn.Linear(5, 2)))
+    with pytest.raises(ForwardError) as info:
+        torchprof_lab.count(model, (4,))
+    assert info.value.layer == "1.1" and info.value.layer_type == "Linear"
+    assert "(1, 6)" in str(info.value)
+
+
+@pytest.mark.parametrize("not_a_model", [None, "resnet50", lambda x: x, torch.randn(2)])
+def test_non_module_is_type_error(not_a_model):
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        torchprof_lab.count(not_a_model, (3,))
+
+
+@pytest.mark.parametrize("shape", [None, (), (3, 0), (3, -1), "3,224", 5, (3.0, 2), (True, 2)])
+def test_bad_input_shape(shape):
+    with pytest.raises(ValueError):
+        torchprof_lab.count(nn.Linear(3, 3), shape)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True])
+def test_bad_batch(batch):
+    with pytest.raises(ValueError, match="batch_size"):
+        torchprof_lab.count(nn.Linear(3, 3), (3,), batch_size=batch)
+
+
+def test_both_shape_and_inputs():
+    with pytest.raises(ValueError, match="not both"):
+        torchprof_lab.count(nn.Linear(3, 3), (3,), inputs=torch.randn(1, 3))
+
+
+def test_device_mismatch_is_clear():
+    with pytest.raises(ValueError, match="CUDA is not available" if not torch.cuda.is_available() else "device='meta'"):
+        torchprof_lab.count(nn.Linear(3, 3), (3,), device="cuda")
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UnknownModelError) as info:
+        build_model("resnet5")
+    assert "resnet50" in info.value.suggestions
+    with pytest.raises(UnknownModelError):
+        build_model("no_such_package_xyz:make")
+    with pytest.raises(UnknownModelError) as info:
+        build_model("torchvision.models:resnet5")
+    assert "torchvision.models:resnet50" in info.value.suggestions
+
+
+class Unusual(nn.Module):
+    def forward(self, x):
+        return torch.special.bessel_j0(x)
+
+
+def test_uncounted_ops_are_listed_and_strict_raises():
+    r = torchprof_lab.count(Unusual(), (4,))
+    assert r.uncounted_ops == {"aten.special_bessel_j0.default": 1}
+    assert "special_bessel_j0" in str(r)
+    with pytest.raises(UncountedOpsError, match="special_bessel_j0"):
+        torchprof_lab.count(Unusual(), (4,), strict=True)
