@@ -113,11 +113,13 @@ def _wrap_inputs(inputs, device):
 
 
 def _state_dict_bytes(model: nn.Module) -> int:
-    """Bytes of the state_dict as held: each distinct tensor once."""
+    """Bytes of what state_dict() holds (parameters and persistent buffers), each tensor once."""
     seen, total = set(), 0
-    for t in model.state_dict().values():
-        key = (t.untyped_storage().data_ptr(), t.data_ptr(), t.nbytes) if not t.is_meta else id(t)
-        if key not in seen:
-            seen.add(key)
-            total += t.nbytes
+    for module in model.modules():
+        tensors = list(module._parameters.values())
+        tensors += [b for n, b in module._buffers.items() if n not in module._non_persistent_buffers_set]
+        for t in tensors:
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                total += t.nbytes
     return total

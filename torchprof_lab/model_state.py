@@ -12,12 +12,15 @@ from torch import nn
 def mode_restored(model: nn.Module, train: bool):
     """Put the model in train/eval mode for the block; restore each submodule's own flag after."""
     flags = [(m, m.training) for m in model.modules()]
+    change = any(flag != train for _, flag in flags)
     try:
-        model.train(train)
+        if change:
+            model.train(train)
         yield
     finally:
         for module, flag in flags:
-            module.training = flag
+            if module.training != flag:
+                module.training = flag
 
 
 def check_device(device) -> torch.device:
@@ -49,21 +52,30 @@ def floating_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def stand_ins(model: nn.Module, meta: bool) -> dict[str, torch.Tensor]:
-    """Tensors to run with in place of the model's own (via torch.func.functional_call).
-
-    On meta: every parameter and buffer gets a meta twin (same shape, dtype, requires_grad),
-    so nothing is allocated or computed. On a real device: buffers get clones, so training-mode
-    updates (batch-norm running statistics) land on the copies, never on the model.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    if meta:
-        for name, p in model.named_parameters():
-            if not p.is_meta:
-                tensors[name] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
+def meta_twins(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Meta-device stand-ins (same shape, dtype, requires_grad) for every real parameter and
+    buffer, to run the model with through torch.func.functional_call: nothing is allocated."""
+    twins: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        if not p.is_meta:
+            twins[name] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
     for name, b in model.named_buffers():
-        if meta and not b.is_meta:
-            tensors[name] = torch.empty_like(b, device="meta")
-        elif not meta:
-            tensors[name] = b.detach().clone()
-    return tensors
+        if not b.is_meta:
+            twins[name] = torch.empty_like(b, device="meta")
+    return twins
+
+
+@contextmanager
+def buffers_restored(model: nn.Module):
+    """Undo in-place writes to buffers (batch-norm running statistics in training mode).
+
+    Every buffer is copied back: kernels such as batch norm update running statistics
+    without bumping the tensor's version counter, so a change cannot be detected cheaply.
+    """
+    saved = [(b, b.detach().clone()) for b in model.buffers() if not b.is_meta]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, copy in saved:
+                buffer.copy_(copy)

@@ -12,6 +12,7 @@ from bisect import bisect_right
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 _get_sequence_nr = torch._C._autograd._get_sequence_nr
 _current_autograd_node = torch._C._current_autograd_node
@@ -43,7 +44,7 @@ def shape_of(value):
 
 
 class LayerTracker:
-    """Attaches forward hooks to every submodule; ``detach`` removes every one of them."""
+    """Tracks the running layer through global forward hooks; ``detach`` removes them."""
 
     def __init__(self, modules: dict[nn.Module, Accumulator], root: Accumulator, track_backward: bool):
         self.accumulators = modules
@@ -58,21 +59,24 @@ class LayerTracker:
 
     # ------------------------------------------------------------------ hooks
     def attach(self) -> None:
-        for module, acc in self.accumulators.items():
-            self._handles.append(module.register_forward_pre_hook(self._pre(acc)))
-            self._handles.append(module.register_forward_hook(self._post(acc)))
+        """Two global module hooks (cheaper than two per module); foreign modules are ignored."""
+        self._handles = [register_module_forward_pre_hook(self._pre_hook()),
+                         register_module_forward_hook(self._post_hook())]
 
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles.clear()
+        self._handles = []
 
-    def _pre(self, acc: Accumulator):
-        stack, arg_stack = self.stack, self.arg_stack
+    def _pre_hook(self):
+        accumulators, stack, arg_stack = self.accumulators, self.stack, self.arg_stack
         seqs, owners = self._events_seq, self._events_acc
         track = self.track_backward
 
         def pre_hook(module, args):
+            acc = accumulators.get(module)
+            if acc is None:
+                return
             stack.append(acc)
             arg_stack.append(args)
             acc.calls += 1
@@ -82,12 +86,15 @@ class LayerTracker:
 
         return pre_hook
 
-    def _post(self, acc: Accumulator):
-        stack, arg_stack = self.stack, self.arg_stack
+    def _post_hook(self):
+        accumulators, stack, arg_stack = self.accumulators, self.stack, self.arg_stack
         seqs, owners = self._events_seq, self._events_acc
         track = self.track_backward
 
         def post_hook(module, args, output):
+            acc = accumulators.get(module)
+            if acc is None:
+                return
             stack.pop()
             arg_stack.pop()
             if acc.output_shape is None:

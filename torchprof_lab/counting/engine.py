@@ -10,7 +10,7 @@ from torch.func import functional_call
 from torch.utils._pytree import tree_leaves
 
 from ..errors import ForwardError
-from ..model_state import mode_restored, stand_ins
+from ..model_state import buffers_restored, meta_twins, mode_restored
 from .attribution import Accumulator, LayerTracker
 from .dispatch import CountingMode
 from . import formulas  # noqa: F401  (registers the cost formulas)
@@ -39,9 +39,9 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
              train: bool) -> PassResult:
     """Count one forward (and backward if asked) of ``model(*args, **kwargs)``.
 
-    The model runs through ``functional_call`` with stand-in tensors (see ``stand_ins``),
-    so its weights and buffers are never written; gradients come from ``torch.autograd.grad``,
-    so no ``.grad`` is left on any parameter.
+    On meta the model runs through ``functional_call`` with meta twins of its tensors; on a
+    real device buffers written in place are restored afterwards. Gradients come from
+    ``torch.autograd.grad``, so no ``.grad`` is left on any parameter.
     """
     if backward and torch.is_inference_mode_enabled():
         raise ValueError("backward=True cannot run inside torch.inference_mode(); count outside it")
@@ -49,14 +49,17 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
     root = accumulators[model]
     tracker = LayerTracker(accumulators, root, track_backward=backward)
     counter = CountingMode(tracker)
-    with mode_restored(model, train):
-        substitutes = stand_ins(model, meta)
+    with mode_restored(model, train), buffers_restored(model):
+        substitutes = meta_twins(model) if meta else {}
         tracker.attach()
         try:
             grad_ctx = torch.enable_grad() if backward else torch.no_grad()
             try:
                 with grad_ctx, counter:
-                    out = functional_call(model, substitutes, args, kwargs, strict=False, tie_weights=True)
+                    if substitutes:
+                        out = functional_call(model, substitutes, args, kwargs, strict=False, tie_weights=True)
+                    else:
+                        out = model(*args, **kwargs)
             except Exception as exc:
                 layer, layer_args = tracker.failing_layer()
                 raise ForwardError(layer.name, layer.type, _describe_shapes(layer_args or args),

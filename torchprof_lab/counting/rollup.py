@@ -31,21 +31,24 @@ def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, li
         for child in module.children():
             owner.setdefault(child, module)
     totals = {m: [getattr(result.accumulators[m], f) for f in _FIELDS] for _, m in named}
+    # parameters of each subtree, shared ones once: id -> numel, merged bottom-up
+    params = {m: {id(p): p.numel() for p in m.parameters(recurse=False)} for _, m in named}
     for _, module in reversed(named):  # children before parents
         parent = owner.get(module)
         if parent is not None and parent is not module:
             parent_total, child_total = totals[parent], totals[module]
             for i in range(len(_FIELDS)):
                 parent_total[i] += child_total[i]
-    records = [_record(name, m, totals[m], result) for name, m in named]
+            params[parent].update(params[module])
+    records = [_record(name, m, totals[m], sum(params[m].values()), result) for name, m in named]
     return records[0], records[1:]
 
 
-def _record(name: str, module: nn.Module, total: list[int], result: PassResult) -> LayerRecord:
+def _record(name: str, module: nn.Module, total: list[int], params: int, result: PassResult) -> LayerRecord:
     acc = result.accumulators[module]
     return LayerRecord(
         name=name, type=type(module).__name__, depth=name.count(".") + 1 if name else 0,
-        params=unique_numel(module.parameters()), calls=acc.calls, output_shape=acc.output_shape,
+        params=params, calls=acc.calls, output_shape=acc.output_shape,
         macs=total[0], flops=total[1], bytes=total[2],
         backward_macs=total[3], backward_flops=total[4], backward_bytes=total[5],
     )
