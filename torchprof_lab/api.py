@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves, tree_map
 
 from .counting.engine import run_pass
-from .counting.rollup import layer_records, params_used, unique_numel
+from .counting.rollup import layer_records, params_used, tensor_totals
 from .errors import UncountedOpsError
 from .model_state import check_device, floating_dtype, model_device
 from .report.records import ProfileReport
@@ -38,15 +38,12 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)
     model_record, layers = layer_records(model, result)
-    params = list(model.parameters())
-    buffers = list(model.buffers())
+    dtype = floating_dtype(model)
     return ProfileReport(
         model=name or type(model).__name__, inputs=description, batch_size=batch,
         device=str(run_device), mode="train" if train else "eval", backward=backward,
-        params=unique_numel(params), trainable_params=unique_numel(p for p in params if p.requires_grad),
-        params_used=params_used(model, result), buffers=unique_numel(buffers),
-        buffer_bytes=sum(b.nbytes for b in buffers), state_dict_bytes=_state_dict_bytes(model),
-        param_dtype=_DTYPE_NAMES.get(floating_dtype(model), str(floating_dtype(model))),
+        params_used=params_used(model, result), **tensor_totals(model),
+        param_dtype=_DTYPE_NAMES.get(dtype, str(dtype)),
         model_record=model_record, layers=layers, uncounted_ops=result.uncounted, depth=depth,
     )
 
@@ -110,16 +107,3 @@ def _wrap_inputs(inputs, device):
     batch = tensors[0].shape[0] if tensors and tensors[0].dim() else 1
     description = ", ".join(f"{tuple(t.shape)} {_DTYPE_NAMES.get(t.dtype, t.dtype)}" for t in tensors[:4])
     return args, kwargs, batch, description or "(no tensors)"
-
-
-def _state_dict_bytes(model: nn.Module) -> int:
-    """Bytes of what state_dict() holds (parameters and persistent buffers), each tensor once."""
-    seen, total = set(), 0
-    for module in model.modules():
-        tensors = list(module._parameters.values())
-        tensors += [b for n, b in module._buffers.items() if n not in module._non_persistent_buffers_set]
-        for t in tensors:
-            if t is not None and id(t) not in seen:
-                seen.add(id(t))
-                total += t.nbytes
-    return total

@@ -37,6 +37,7 @@ class CountingMode(TorchDispatchMode):
         self.backward = False
         self.uncounted: dict = {}
         self._table = registry()
+        self._stack = tracker.stack
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if kwargs is None:
@@ -59,7 +60,7 @@ class CountingMode(TorchDispatchMode):
             acc.bwd_flops += flops
             acc.bwd_bytes += nbytes
         else:
-            acc = self.tracker.stack[-1]
+            acc = self._stack[-1]
             acc.macs += macs
             acc.flops += flops
             acc.bytes += nbytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..report.records import LayerRecord
@@ -10,13 +11,31 @@ from .engine import PassResult
 _FIELDS = ("macs", "flops", "bytes", "bwd_macs", "bwd_flops", "bwd_bytes")
 
 
-def unique_numel(tensors) -> int:
-    seen, total = set(), 0
-    for t in tensors:
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel()
-    return total
+def _own_params(module: nn.Module):
+    return [p for p in module._parameters.values() if p is not None]
+
+
+def tensor_totals(model: nn.Module) -> dict[str, int]:
+    """Parameter and buffer totals in one walk, shared tensors once.
+
+    state_dict_bytes is what state_dict() holds: parameters and persistent buffers.
+    """
+    params: dict[int, torch.Tensor] = {}
+    buffers: dict[int, tuple[torch.Tensor, bool]] = {}
+    for module in model.modules():
+        for p in _own_params(module):
+            params[id(p)] = p
+        for name, b in module._buffers.items():
+            if b is not None:
+                buffers[id(b)] = (b, name not in module._non_persistent_buffers_set)
+    return {
+        "params": sum(p.numel() for p in params.values()),
+        "trainable_params": sum(p.numel() for p in params.values() if p.requires_grad),
+        "buffers": sum(b.numel() for b, _ in buffers.values()),
+        "buffer_bytes": sum(b.nbytes for b, _ in buffers.values()),
+        "state_dict_bytes": sum(p.nbytes for p in params.values())
+        + sum(b.nbytes for b, persistent in buffers.values() if persistent),
+    }
 
 
 def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, list[LayerRecord]]:
@@ -28,11 +47,12 @@ def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, li
     named = list(model.named_modules())
     owner: dict[nn.Module, nn.Module] = {}
     for name, module in named:
-        for child in module.children():
-            owner.setdefault(child, module)
+        for child in module._modules.values():
+            if child is not None:
+                owner.setdefault(child, module)
     totals = {m: [getattr(result.accumulators[m], f) for f in _FIELDS] for _, m in named}
     # parameters of each subtree, shared ones once: id -> numel, merged bottom-up
-    params = {m: {id(p): p.numel() for p in m.parameters(recurse=False)} for _, m in named}
+    params = {m: {id(p): p.numel() for p in _own_params(m)} for _, m in named}
     for _, module in reversed(named):  # children before parents
         parent = owner.get(module)
         if parent is not None and parent is not module:
@@ -56,5 +76,5 @@ def _record(name: str, module: nn.Module, total: list[int], params: int, result:
 
 def params_used(model: nn.Module, result: PassResult) -> int:
     """Parameters held directly by modules that ran in this pass, shared ones once."""
-    used = (p for m, acc in result.accumulators.items() if acc.calls for p in m.parameters(recurse=False))
-    return unique_numel(used)
+    used = {id(p): p.numel() for m, acc in result.accumulators.items() if acc.calls for p in _own_params(m)}
+    return sum(used.values())
