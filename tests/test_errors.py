@@ -76,3 +76,19 @@ def test_uncounted_ops_are_listed_and_strict_raises():
     assert "special_bessel_j0" in str(r)
     with pytest.raises(UncountedOpsError, match="special_bessel_j0"):
         torchprof_lab.count(Unusual(), (4,), strict=True)
+
+
+def test_a_formula_that_cannot_read_its_arguments_lists_the_op(monkeypatch):
+    from torchprof_lab.counting import registry
+
+    table = registry.registry()
+    op = torch.ops.aten.mm.default
+    broken = registry.OpCost(lambda args, kwargs, out: 1 / 0, True)
+    monkeypatch.setitem(table, op, broken)
+    r = torchprof_lab.count(MatMul(), inputs=(torch.randn(2, 3), torch.randn(3, 4)))
+    assert r.uncounted_ops == {"aten.mm.default": 1} and r.macs == 0
+
+
+class MatMul(nn.Module):
+    def forward(self, a, b):
+        return a @ b

@@ -9,23 +9,24 @@ from .attribution import LayerTracker
 from .registry import registry
 
 
-def io_bytes(args, out) -> int:
-    """Bytes of an op's tensor arguments and results (one level of lists, no pytree walk)."""
+def _tensor_bytes(values) -> int:
+    """Bytes of the tensors in ``values`` and in lists/tuples inside it (no pytree walk)."""
     n = 0
-    for a in args:
+    for a in values:
         if isinstance(a, Tensor):
             n += a.nbytes
         elif isinstance(a, (list, tuple)):
             for b in a:
                 if isinstance(b, Tensor):
                     n += b.nbytes
-    if isinstance(out, Tensor):
-        n += out.nbytes
-    elif isinstance(out, (list, tuple)):
-        for b in out:
-            if isinstance(b, Tensor):
-                n += b.nbytes
     return n
+
+
+def io_bytes(args, out) -> int:
+    """Bytes of an op's tensor arguments and results."""
+    if isinstance(out, Tensor):
+        return _tensor_bytes(args) + out.nbytes
+    return _tensor_bytes(args) + (_tensor_bytes(out) if isinstance(out, (list, tuple)) else 0)
 
 
 class CountingMode(TorchDispatchMode):
@@ -46,14 +47,18 @@ class CountingMode(TorchDispatchMode):
         if cost is None:
             return self._without_formula(func, args, kwargs)
         out = func(*args, **kwargs)
-        macs, flops = cost.formula(args, kwargs, out)
-        moves = cost.moves_bytes
-        if moves is True:
-            nbytes = io_bytes(args, out)
-        elif moves:
-            nbytes = moves(args, kwargs, out)
-        else:
-            nbytes = 0
+        try:
+            macs, flops = cost.formula(args, kwargs, out)
+            moves = cost.moves_bytes
+            if moves is True:
+                nbytes = io_bytes(args, out)
+            elif moves:
+                nbytes = moves(args, kwargs, out)
+            else:
+                nbytes = 0
+        except Exception:  # an argument form the formula does not know: list it, never guess
+            self.uncounted[func] = self.uncounted.get(func, 0) + 1
+            return out
         if self.backward:
             acc = self.tracker.backward_owner()
             acc.bwd_macs += macs
@@ -68,7 +73,11 @@ class CountingMode(TorchDispatchMode):
 
     def _without_formula(self, func, args, kwargs):
         """Composite ops (seen whole under inference_mode) run as their parts; others are listed."""
-        if func._can_decompose():
+        try:
+            decomposable = func._can_decompose()
+        except RuntimeError:  # ops unknown to the dispatcher's tables, e.g. prim::device
+            decomposable = False
+        if decomposable:
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
