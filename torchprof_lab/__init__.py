@@ -3,7 +3,11 @@
 from .api import count, profile
 from .errors import ForwardError, ProfilerError, UncountedOpsError, UnknownModelError
 from .report.records import LayerRecord, ProfileReport
+from .report.timing_records import BenchmarkReport, BenchmarkRow
+from .timing.benchmark import benchmark
+from .timing.stats import LatencyStats
 
-__all__ = ["count", "profile", "ProfileReport", "LayerRecord", "ProfilerError", "ForwardError",
+__all__ = ["count", "profile", "benchmark", "ProfileReport", "LayerRecord", "BenchmarkReport", "BenchmarkRow",
+           "LatencyStats", "ProfilerError", "ForwardError",
            "UncountedOpsError", "UnknownModelError"]
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from .counting.rollup import layer_records, params_used, tensor_totals
 from .errors import UncountedOpsError
 from .model_state import check_device, floating_dtype, model_device
 from .report.records import ProfileReport
+from .timing.benchmark import benchmark
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
                 torch.float64: "fp64", torch.int8: "int8"}
@@ -48,10 +49,43 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
     )
 
 
-def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1,
-            **options) -> ProfileReport:
-    """One call for everything torchprof_lab knows about a model; today, its counts."""
-    return count(model, input_shape, batch_size, **options)
+def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1, *,
+            batch_sizes: Sequence[int] | None = None, timing: bool = True, inputs=None, device=None,
+            strict: bool = False, depth: int | None = None, name: str | None = None,
+            train: bool = False, backward: bool | None = None, **timing_options) -> ProfileReport:
+    """Counts and timing in one report: the count at the first batch size, a timing row per size.
+
+    Timing options are those of ``benchmark`` (dtype, warmup, min_time, sweep, max_batch,
+    channels_last, compile, per_layer, threads ...). With train=True the rows time a whole
+    training step and the counts include the backward pass (``backward`` alone counts it
+    without timing training). A meta-device model is only counted.
+    """
+    sizes = list(batch_sizes) if batch_sizes else [batch_size]
+    report = count(model, input_shape, sizes[0], inputs=inputs, device=device,
+                   backward=train if backward is None else backward, strict=strict, depth=depth, name=name)
+    if not timing or report.device == "meta":
+        return report
+
+    def flops_at(batch: int) -> int:
+        """FLOPs of the timed work: a forward, or forward + backward for a training step."""
+        if inputs is not None or batch == report.batch_size:
+            return report.total_flops if train else report.flops
+        counted = count(model, input_shape, batch, device="meta", backward=train)
+        return counted.total_flops if train else counted.flops
+
+    report.timing = benchmark(model, input_shape, None if inputs is not None else sizes, inputs=inputs,
+                              device=device, train=train, flops=flops_at, name=report.model, **timing_options)
+    _attach_layer_latency(report)
+    return report
+
+
+def _attach_layer_latency(report: ProfileReport) -> None:
+    """Per-layer medians from the timing pass join each layer's record (compile's prefix dropped)."""
+    latency = {name.removeprefix("_orig_mod.").removeprefix("_orig_mod"): seconds
+               for name, seconds in report.timing.layer_latency.items()}
+    for record in report.layers:
+        record.latency = latency.get(record.name)
+    report.model_record.latency = latency.get("")
 
 
 # ---------------------------------------------------------------------- helpers

@@ -32,11 +32,31 @@ def _positive(text: str) -> int:
     return value
 
 
+def _batches(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a batch size or a list like 1,8,64, got '{text}'") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive batch sizes like 1,8,64, got '{text}'")
+    return sizes
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got '{text}'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m torchprof_lab",
                                 description="Per-layer params, MACs, FLOPs and bytes of a PyTorch model.")
     p.add_argument("model", help="a torchvision model name (resnet50) or package.module:factory")
-    p.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
+    p.add_argument("--batch", type=_batches, default=[1], help="batch size, or sizes to time: 1,8,64 (default 1)")
     p.add_argument("--input-shape", type=_shape, help="one sample's shape, e.g. 3,224,224 "
                    "(default: the crop size of the model's weights)")
     p.add_argument("--depth", type=_positive, help="show layers down to this depth")
@@ -46,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="torchvision weights to load (e.g. DEFAULT); none by default")
     p.add_argument("--backward", action="store_true", help="also count a backward pass (training cost)")
     p.add_argument("--strict", action="store_true", help="fail if any op has no cost formula")
+    t = p.add_argument_group("timing")
+    t.add_argument("--no-timing", action="store_true", help="count only, time nothing")
+    t.add_argument("--sweep", action="store_true", help="time powers of two until memory or --sweep-budget runs out")
+    t.add_argument("--sweep-budget", type=_seconds, default=120.0, help="seconds a sweep may take (default 120)")
+    t.add_argument("--max-batch", action="store_true", help="binary-search the largest batch that fits")
+    t.add_argument("--train", action="store_true", help="time a training step (forward, loss, backward, SGD step)")
+    t.add_argument("--dtype", choices=("fp32", "fp16", "bf16", "tf32"), default="fp32")
+    t.add_argument("--warmup", type=int, default=3, help="warm-up runs per batch size (default 3)")
+    t.add_argument("--min-time", type=_seconds, default=1.0, help="seconds of timed runs per batch size (default 1)")
+    t.add_argument("--threads", type=_positive, help="CPU threads for the run (default: torch's)")
+    t.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
+    t.add_argument("--compile", action="store_true", help="time torch.compile(model)")
+    t.add_argument("--per-layer", action="store_true", help="also time every layer in a separate pass")
     return p
 
 
@@ -53,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         built = build_model(args.model, weights=args.weights, device=args.device)
-        report = profile(built.model, args.input_shape or built.input_shape, args.batch,
-                         device=args.device, backward=args.backward, strict=args.strict,
-                         depth=args.depth, name=built.name)
+        report = profile(built.model, args.input_shape or built.input_shape, batch_sizes=args.batch,
+                         timing=not args.no_timing, device=args.device, train=args.train, strict=args.strict,
+                         depth=args.depth, name=built.name, dtype=args.dtype, warmup=args.warmup,
+                         min_time=args.min_time, sweep=args.sweep, sweep_budget=args.sweep_budget,
+                         max_batch=args.max_batch, threads=args.threads, channels_last=args.channels_last,
+                         compile=args.compile, per_layer=args.per_layer, backward=args.backward or args.train)
     except UncountedOpsError as exc:
         print(f"torchprof_lab: error: {exc}", file=sys.stderr)
         return 1

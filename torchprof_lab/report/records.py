@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .timing_records import BenchmarkReport
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
@@ -23,6 +27,7 @@ class LayerRecord:
     backward_macs: int = 0
     backward_flops: int = 0
     backward_bytes: int = 0
+    latency: float | None = None  # median seconds per forward, when per-layer timing ran
 
     @property
     def ran(self) -> bool:
@@ -63,6 +68,7 @@ class ProfileReport:
     layers: list[LayerRecord]
     uncounted_ops: dict[str, int] = field(default_factory=dict)
     depth: int | None = None
+    timing: "BenchmarkReport | None" = None
 
     # ------------------------------------------------------------------ totals
     @property
@@ -115,12 +121,13 @@ class ProfileReport:
 
     # ------------------------------------------------------------------ renderings
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("model_record", "layers", "depth")}
+        data = {k: v for k, v in asdict(self).items() if k not in ("model_record", "layers", "depth", "timing")}
         for key in ("macs", "flops", "bytes", "backward_macs", "backward_flops", "backward_bytes",
                     "total_macs", "total_flops", "intensity", "storage_bytes"):
             data[key] = getattr(self, key)
         data["conventions"] = "MACs: multiply-accumulates of matrix ops; FLOPs = 2 x MACs + other ops"
         data["layers"] = [_layer_dict(r) for r in self.layers]
+        data["timing"] = self.timing.to_dict() if self.timing else None
         return data
 
     def to_json(self, indent: int | None = 2) -> str:

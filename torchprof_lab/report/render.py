@@ -9,10 +9,11 @@ import json
 from tabulate import tabulate
 
 from .records import LayerRecord, ProfileReport
+from .timing_records import BenchmarkReport
 
 CONVENTION = "1 MAC = 2 FLOPs; FLOPs = 2 x MACs + all other floating-point ops"
 CSV_FIELDS = ["name", "type", "depth", "params", "calls", "output_shape", "macs", "flops", "bytes",
-              "intensity", "backward_macs", "backward_flops", "backward_bytes"]
+              "intensity", "backward_macs", "backward_flops", "backward_bytes", "latency"]
 
 
 def si(value: float, unit: str = "") -> str:
@@ -31,29 +32,38 @@ def _shape(shape) -> str:
     return str(shape)
 
 
+def _has_latency(report: ProfileReport) -> bool:
+    return any(r.latency is not None for r in report.layers)
+
+
 def _rows(report: ProfileReport, depth: int | None):
+    timed = _has_latency(report)
     rows = []
     for r in report.layers:
         if depth is not None and r.depth > depth:
             continue
-        rows.append(_row(r, "  " * (r.depth - 1) + r.name, report.backward))
-    rows.append(_row(report.model_record, "Total", report.backward))
+        rows.append(_row(r, "  " * (r.depth - 1) + r.name, report.backward, timed))
+    rows.append(_row(report.model_record, "Total", report.backward, timed))
     return rows
 
 
-def _row(r: LayerRecord, label: str, backward: bool):
+def _row(r: LayerRecord, label: str, backward: bool, timed: bool):
     shape = _shape(r.output_shape) if r.ran else "(not run)"
     row = [label, r.type, shape, si(r.params), si(r.macs), si(r.flops), si(r.bytes, "B"),
            f"{r.intensity:.1f}"]
     if backward:
         row += [si(r.backward_flops), si(r.total_flops)]
+    if timed:
+        row.append(f"{r.latency * 1e3:.3f}" if r.latency is not None else "-")
     return row
 
 
-def _headers(backward: bool):
+def _headers(backward: bool, timed: bool = False):
     headers = ["Layer", "Type", "Output", "Params", "MACs", "FLOPs", "Bytes", "FLOP/B"]
     if backward:
         headers += ["Bwd FLOPs", "Train FLOPs"]
+    if timed:
+        headers.append("Latency ms")
     return headers
 
 
@@ -85,16 +95,58 @@ def _title(report: ProfileReport) -> str:
 
 
 def to_table(report: ProfileReport, depth: int | None = None) -> str:
-    table = tabulate(_rows(report, depth), headers=_headers(report.backward), tablefmt="simple",
-                     colalign=("left", "left", "left") + ("right",) * (len(_headers(report.backward)) - 3))
-    return "\n".join([_title(report), table, *_summary(report)])
+    headers = _headers(report.backward, _has_latency(report))
+    table = tabulate(_rows(report, depth), headers=headers, tablefmt="simple",
+                     colalign=("left", "left", "left") + ("right",) * (len(headers) - 3))
+    parts = [_title(report), table, *_summary(report)]
+    if report.timing is not None:
+        parts += ["", timing_table(report.timing)]
+    return "\n".join(parts)
 
 
 def to_markdown(report: ProfileReport, depth: int | None = None) -> str:
     table = tabulate(_rows(report, report.depth if depth is None else depth),
-                     headers=_headers(report.backward), tablefmt="github")
+                     headers=_headers(report.backward, _has_latency(report)), tablefmt="github")
     summary = "\n".join(f"- {line}" for line in _summary(report))
-    return f"### {_title(report)}\n\n{table}\n\n{summary}\n"
+    text = f"### {_title(report)}\n\n{table}\n\n{summary}\n"
+    if report.timing is not None:
+        text += "\n" + timing_table(report.timing, tablefmt="github") + "\n"
+    return text
+
+
+TIMING_HEADERS = ["Batch", "Status", "p50 ms", "p90 ms", "p99 ms", "IQR %", "n", "Samples/s",
+                  "Back-to-back samples/s", "Achieved FLOP/s"]
+
+
+def timing_table(bench: BenchmarkReport, tablefmt: str = "simple") -> str:
+    """One row per batch size, the run's conditions above it, warnings below."""
+    rows, notes = [], []
+    for r in bench.rows:
+        if not r.ok:
+            rows.append([r.batch_size, r.status] + ["-"] * (len(TIMING_HEADERS) - 2))
+            continue
+        lat = r.latency
+        rows.append([r.batch_size, "ok", f"{lat.p50 * 1e3:.3f}", f"{lat.p90 * 1e3:.3f}", f"{lat.p99 * 1e3:.3f}",
+                     f"{lat.relative_iqr * 100:.1f}", lat.n, f"{r.samples_per_s:.1f}",
+                     f"{r.throughput_samples_per_s:.1f}" if r.throughput_samples_per_s else "-",
+                     si(r.achieved_flops, "FLOP/s") if r.achieved_flops else "-"])
+        notes += [f"batch {r.batch_size}: {w}" for w in lat.warnings if not w.startswith("p99")]
+        if lat.n < 100:
+            notes.append(f"batch {r.batch_size}: p99 from only {lat.n} samples")
+    env = bench.environment
+    where = env.get("gpu") or f"{env.get('cpu')}, {env.get('intra_op_threads')} threads"
+    title = (f"Timing ({bench.mode}, {bench.dtype}, {bench.device}: {where}; clock {bench.clock}; "
+             f"latency = one synchronized batch, back-to-back = batches queued with one sync)")
+    lines = [title, tabulate(rows, headers=TIMING_HEADERS, tablefmt=tablefmt)]
+    if bench.max_batch is not None:
+        lines.append(f"Largest batch that fits: {bench.max_batch}")
+    if bench.layer_latency and bench.layer_latency_total:
+        top = sum(v for k, v in bench.layer_latency.items() if k and "." not in k)
+        lines.append(f"Per-layer pass: top-level layers sum to {top * 1e3:.3f} ms of a "
+                     f"{bench.layer_latency_total * 1e3:.3f} ms forward "
+                     f"({(1 - top / bench.layer_latency_total) * 100:.1f}% outside them, hooks included)")
+    lines += [f"Note: {n}" for n in notes]
+    return "\n".join(lines)
 
 
 def to_json(report: ProfileReport, indent: int | None = 2) -> str:

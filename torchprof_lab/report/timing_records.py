@@ -1,0 +1,93 @@
+"""Result records of timing: one row per batch size, and the run's settings beside them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..timing.stats import LatencyStats
+
+
+@dataclass
+class BenchmarkRow:
+    """One batch size: latency statistics, back-to-back throughput and achieved FLOP/s."""
+
+    batch_size: int
+    status: str = "ok"  # "ok" or "OOM"
+    latency: LatencyStats | None = None
+    throughput_batch_s: float | None = None  # seconds per batch, back-to-back, one sync
+    flops_per_batch: int | None = None  # forward FLOPs, or forward + backward when training
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def batches_per_s(self) -> float | None:
+        return 1.0 / self.latency.p50 if self.ok else None
+
+    @property
+    def samples_per_s(self) -> float | None:
+        """Samples per second at the median latency (one synchronized batch at a time)."""
+        return self.batch_size / self.latency.p50 if self.ok else None
+
+    @property
+    def throughput_samples_per_s(self) -> float | None:
+        """Samples per second with batches back to back (what a pipeline sustains)."""
+        return self.batch_size / self.throughput_batch_s if self.ok and self.throughput_batch_s else None
+
+    @property
+    def achieved_flops(self) -> float | None:
+        """FLOP/s = FLOPs per batch / p50 latency."""
+        if not self.ok or self.flops_per_batch is None:
+            return None
+        return self.flops_per_batch / self.latency.p50
+
+    def to_dict(self) -> dict:
+        data = {"batch_size": self.batch_size, "status": self.status,
+                "latency_s": self.latency.to_dict() if self.latency else None,
+                "throughput_batch_s": self.throughput_batch_s, "flops_per_batch": self.flops_per_batch}
+        for key in ("batches_per_s", "samples_per_s", "throughput_samples_per_s", "achieved_flops"):
+            data[key] = getattr(self, key)
+        return data
+
+
+@dataclass
+class BenchmarkReport:
+    """Timing of one model across batch sizes, with everything needed to reproduce it."""
+
+    model: str
+    input: str
+    device: str
+    dtype: str
+    mode: str  # "inference" or "train"
+    clock: str
+    settings: dict
+    environment: dict
+    rows: list[BenchmarkRow]
+    max_batch: int | None = None
+    layer_latency: dict[str, float] = field(default_factory=dict)  # median seconds per forward
+    layer_latency_total: float | None = None  # whole-model median in that same per-layer pass
+
+    def row(self, batch_size: int) -> BenchmarkRow:
+        for r in self.rows:
+            if r.batch_size == batch_size:
+                return r
+        raise KeyError(f"no row for batch size {batch_size}")
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "input": self.input, "device": self.device, "dtype": self.dtype,
+                "mode": self.mode, "clock": self.clock, "settings": self.settings,
+                "environment": self.environment, "max_batch": self.max_batch,
+                "rows": [r.to_dict() for r in self.rows], "layer_latency_s": self.layer_latency,
+                "layer_latency_total_s": self.layer_latency_total}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        import json
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    def to_table(self) -> str:
+        from .render import timing_table
+        return timing_table(self)
+
+    def __str__(self) -> str:
+        return self.to_table()

@@ -1,0 +1,206 @@
+"""benchmark(): latency and throughput across batch sizes, inference or a training step."""
+
+from __future__ import annotations
+
+import gc
+import platform
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..hardware.cpu import cpu_model_name
+from ..model_state import check_device, model_device
+from ..report.timing_records import BenchmarkReport, BenchmarkRow
+from .clock import clock_for, run_back_to_back, run_timed
+from .per_layer import time_layers
+from .prepare import TimingOptions, backend_settings, example_batch, make_step, prepared_model
+from .stats import LatencyStats
+
+SWEEP_LIMIT = 4096
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA OOM, a Python MemoryError, or the CPU allocator's 'can't allocate memory'."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
+              batch_sizes: Sequence[int] | None = (1,), *, inputs=None, device=None, dtype: str = "fp32",
+              train: bool = False, warmup: int = 3, min_time: float = 1.0, min_runs: int = 10,
+              max_time: float = 30.0, sweep: bool = False, sweep_budget: float = 120.0,
+              max_batch: bool = False, channels_last: bool = False, compile: bool = False,
+              threads: int | None = None, optimizer=None, per_layer: bool = False,
+              progress: bool | None = None, flops=None, name: str | None = None) -> BenchmarkReport:
+    """Time ``model`` at each batch size: latency statistics and back-to-back throughput.
+
+    sweep=True tries powers of two until one runs out of memory or sweep_budget seconds pass;
+    an out-of-memory batch becomes an "OOM" row. max_batch=True then binary-searches the
+    largest batch that fits. ``flops`` (a dict or a callable: batch size -> FLOPs per batch,
+    from counting) turns each row's latency into achieved FLOP/s.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    home = model_device(model)
+    run_device = home if device is None else check_device(device)
+    if run_device.type == "meta" or home.type == "meta":
+        raise ValueError("a model on the meta device cannot be timed: it has no data; count it instead")
+    if run_device != home and not (run_device.type == home.type and run_device.index is None):
+        raise ValueError(f"model is on {home} but device={run_device} was asked for: move the model first")
+    options = TimingOptions(device=home, dtype=dtype, train=train, warmup=warmup, min_time=min_time,
+                            min_runs=min_runs, max_time=max_time, channels_last=channels_last,
+                            compile=compile, threads=threads, optimizer=optimizer)
+    if inputs is not None and (sweep or max_batch or (batch_sizes and list(batch_sizes) != [1])):
+        raise ValueError("with inputs=, the batch is the inputs' own: batch_sizes, sweep and max_batch need input_shape")
+    if inputs is None and input_shape is None:
+        raise ValueError("input_shape is required (one sample's shape) unless inputs= is given")
+    sizes = _batch_plan(batch_sizes, sweep)
+    clock = clock_for(home)
+    rows: list[BenchmarkRow] = []
+    layer_latency, layer_total, largest = {}, None, None
+    with backend_settings(options), prepared_model(model, options) as work:
+        def measure(batch: int, quick: bool = False) -> BenchmarkRow:
+            return _measure(work, model, input_shape, inputs, batch, options, clock, quick, flops)
+
+        started = time.monotonic()
+        for batch in _progress(sizes, progress, "batch sizes"):
+            row = measure(batch)
+            rows.append(row)
+            if not row.ok and sweep:
+                break
+            if sweep and time.monotonic() - started > sweep_budget:
+                break
+        if max_batch:
+            largest = _largest_batch(rows, measure)
+        if per_layer:
+            first_ok = next((r.batch_size for r in rows if r.ok), None)
+            if first_ok is not None:
+                args, kwargs = _inputs(model, input_shape, inputs, first_ok, options)
+                step = make_step(work, args, kwargs, options)
+                with torch.inference_mode(not options.train):
+                    layer_latency, layer_total = time_layers(work, step, clock, runs=max(min_runs, 5))
+    threads_used = threads or torch.get_num_threads()
+    return BenchmarkReport(
+        model=name or type(model).__name__,
+        input=str(tuple(input_shape)) if input_shape is not None else "given inputs",
+        device=str(home), dtype=dtype, mode="train" if train else "inference", clock=clock.name,
+        settings={"warmup_runs": warmup, "warmup_time_s": options.warmup_time, "min_time_s": min_time,
+                  "min_runs": min_runs, "max_time_s": max_time, "channels_last": channels_last,
+                  "compile": compile, "optimizer": "given" if optimizer else "SGD(lr=1e-3)" if train else None,
+                  "inference_mode": not train},
+        environment=environment(home, threads_used), rows=rows, max_batch=largest,
+        layer_latency=layer_latency, layer_latency_total=layer_total,
+    )
+
+
+def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
+    if sweep:
+        return [2 ** k for k in range(SWEEP_LIMIT.bit_length())]
+    sizes = list(batch_sizes or [1])
+    if not sizes or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in sizes):
+        raise ValueError(f"batch sizes must be positive integers, got {batch_sizes!r}")
+    return sizes
+
+
+def _inputs(model, input_shape, inputs, batch, options):
+    if inputs is None:
+        return (example_batch(model, tuple(input_shape), batch, options),), {}
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), {}
+    if isinstance(inputs, dict):
+        return (), dict(inputs)
+    return tuple(inputs), {}
+
+
+def _measure(work, model, input_shape, inputs, batch, options, clock, quick, flops) -> BenchmarkRow:
+    """Warm up, then time latency (synchronized each batch) and throughput (back to back)."""
+    oom = False
+    try:
+        args, kwargs = _inputs(model, input_shape, inputs, batch, options)
+        step = make_step(work, args, kwargs, options)
+        with torch.inference_mode(not options.train):
+            _warm_up(step, clock, options)
+            if quick:  # max_batch candidates: confirm a few steps fit, no statistics
+                for _ in range(3):
+                    step()
+                clock.synchronize()
+                return BenchmarkRow(batch)
+            samples = run_timed(step, clock, min_time=options.min_time, min_runs=options.min_runs,
+                                max_runs=options.max_runs, max_time=options.max_time)
+            latency = LatencyStats.of(samples)
+            repeats = max(1, min(len(samples), int(options.min_time / max(latency.p50, 1e-9)) or 1))
+            per_batch = run_back_to_back(step, clock, repeats)
+    except Exception as exc:  # noqa: BLE001 - only memory exhaustion is turned into a row
+        if not is_out_of_memory(exc):
+            raise
+        oom = True
+    if oom:  # outside the except block, so the failed frame's tensors can be freed
+        _free_memory(options.device)
+        return BenchmarkRow(batch, status="OOM")
+    if callable(flops):
+        flops = flops(batch)
+    elif flops is not None:
+        flops = flops.get(batch)
+    return BenchmarkRow(batch, latency=latency, throughput_batch_s=per_batch, flops_per_batch=flops)
+
+
+def _warm_up(step, clock, options) -> None:
+    """At least ``warmup`` runs and ``warmup_time`` seconds (cudnn autotune, compile, allocator)."""
+    started = time.monotonic()
+    runs = 0
+    while runs < options.warmup or time.monotonic() - started < options.warmup_time:
+        step()
+        runs += 1
+        if runs >= 1000:
+            break
+    clock.synchronize()
+
+
+def _largest_batch(rows: list[BenchmarkRow], measure) -> int | None:
+    """Binary search between the largest batch that fit and the smallest that did not."""
+    fits = [r.batch_size for r in rows if r.ok]
+    fails = [r.batch_size for r in rows if not r.ok]
+    if not fits:
+        return None
+    lo = max(fits)
+    hi = min((b for b in fails if b > lo), default=None)
+    if hi is None:
+        return lo  # nothing failed: the largest size tried
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if measure(mid, quick=True).ok:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _progress(items, enabled, label):
+    """A tqdm bar on a terminal (quiet when output is redirected, or enabled=False)."""
+    if enabled is False or len(items) < 2:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=label, disable=None if enabled is None else not enabled, leave=False)
+
+
+def environment(device: torch.device, threads: int) -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+           "cpu": cpu_model_name(), "intra_op_threads": threads,
+           "inter_op_threads": torch.get_num_interop_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(gpu=props.name, cuda=torch.version.cuda, gpu_memory_bytes=props.total_memory,
+                   sm_count=props.multi_processor_count)
+    return env

@@ -1,0 +1,74 @@
+"""Clocks for timed regions: CUDA events on a GPU, a monotonic nanosecond clock on the CPU.
+
+Both expose the same two calls, so the benchmark code is one path whichever device runs it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+class CpuClock:
+    """time.perf_counter_ns around the region; CPU ops are synchronous, so nothing to wait for."""
+
+    name = "time.perf_counter_ns (monotonic)"
+
+    def start(self):
+        return time.perf_counter_ns()
+
+    def stop(self, started) -> float:
+        return (time.perf_counter_ns() - started) / 1e9
+
+    def synchronize(self) -> None:
+        pass
+
+
+class CudaClock:
+    """A CUDA event pair on the current stream; synchronizes on the end event before reading."""
+
+    name = "torch.cuda.Event(enable_timing=True)"
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def start(self):
+        begin = torch.cuda.Event(enable_timing=True)
+        begin.record()
+        return begin
+
+    def stop(self, begin) -> float:
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end) / 1e3
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+
+def clock_for(device: torch.device):
+    return CudaClock(device) if device.type == "cuda" else CpuClock()
+
+
+def run_timed(step, clock, *, min_time: float, min_runs: int, max_runs: int, max_time: float) -> list[float]:
+    """Time ``step()`` one call at a time until both min_time and min_runs are met (or a cap)."""
+    samples: list[float] = []
+    total = 0.0
+    while len(samples) < max_runs and total < max_time and (total < min_time or len(samples) < min_runs):
+        started = clock.start()
+        step()
+        elapsed = clock.stop(started)
+        samples.append(elapsed)
+        total += elapsed
+    return samples
+
+
+def run_back_to_back(step, clock, repeats: int) -> float:
+    """Seconds per call over ``repeats`` back-to-back calls, with one sync at the end."""
+    clock.synchronize()
+    started = clock.start()
+    for _ in range(repeats):
+        step()
+    return clock.stop(started) / repeats
