@@ -49,3 +49,31 @@ def test_user_errors_exit_2_without_traceback(args, needle):
 def test_bad_argument_values_exit_2():
     assert run("resnet18", "--batch", "0").returncode == 2
     assert run("resnet18", "--input-shape", "3,a").returncode == 2
+
+
+def test_timing_flags(tmp_path):
+    out = tmp_path / "t.json"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "1,2", "--min-time", "0.05",
+                 "--warmup", "1", "--threads", "1", "--per-layer", "--format", "json", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [row["batch_size"] for row in data["timing"]["rows"]] == [1, 2]
+    assert data["timing"]["environment"]["intra_op_threads"] == 1
+    assert data["layers"][0]["latency"] > 0
+
+
+def test_train_and_no_timing(capsys):
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "2", "--train", "--min-time", "0.05",
+                 "--warmup", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "Timing (train" in text and "Train FLOPs" in text
+    assert main(["resnet18", "--input-shape", "3,32,32", "--no-timing"]) == 0
+    assert "Timing" not in capsys.readouterr().out
+
+
+def test_bad_timing_flags_exit_2():
+    assert run("resnet18", "--batch", "1,x").returncode == 2
+    assert run("resnet18", "--dtype", "fp8").returncode == 2
+    result = run("resnet18", "--dtype", "tf32", "--no-timing")
+    assert result.returncode == 0  # counting ignores the timing precision
+    result = run("resnet18", "--dtype", "tf32", "--min-time", "0")
+    assert result.returncode == 2 and "tf32" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,59 @@
+"""Statistics on known samples, and the clocks' stopping rules."""
+
+import statistics
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from torchprof_lab.timing.clock import CpuClock, run_back_to_back, run_timed
+from torchprof_lab.timing.stats import LatencyStats, percentile
+
+
+def test_known_samples():
+    s = LatencyStats.of([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (s.n, s.min, s.max, s.mean, s.p50) == (5, 1.0, 5.0, 3.0, 3.0)
+    assert s.iqr == pytest.approx(2.0)  # 4 - 2
+    assert s.p90 == pytest.approx(4.6) and s.p99 == pytest.approx(4.96)
+    assert s.std == pytest.approx(statistics.stdev([1, 2, 3, 4, 5]))
+    assert s.samples == (5.0, 1.0, 3.0, 2.0, 4.0)  # raw order kept for JSON
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(1e-6, 10.0), min_size=1, max_size=60), st.floats(0, 100))
+def test_percentile_matches_numpy(values, q):
+    assert percentile(sorted(values), q) == pytest.approx(np.percentile(values, q), rel=1e-9, abs=1e-12)
+
+
+def test_single_sample_and_empty():
+    s = LatencyStats.of([0.25])
+    assert s.std == 0.0 and s.p99 == 0.25 and s.iqr == 0.0
+    with pytest.raises(ValueError):
+        LatencyStats.of([])
+
+
+def test_noise_and_small_n_warnings():
+    quiet = LatencyStats.of([1.0] * 200)
+    assert quiet.warnings == []
+    noisy = LatencyStats.of([1.0, 1.0, 2.0, 2.0])
+    assert any("noisy" in w for w in noisy.warnings) and any("p99" in w for w in noisy.warnings)
+
+
+def test_run_timed_meets_min_runs_and_min_time():
+    calls = []
+    samples = run_timed(lambda: calls.append(1), CpuClock(), min_time=0.0, min_runs=7, max_runs=100, max_time=5)
+    assert len(samples) == len(calls) == 7 and all(s >= 0 for s in samples)
+    samples = run_timed(lambda: None, CpuClock(), min_time=0.02, min_runs=1, max_runs=10**7, max_time=5)
+    assert sum(samples) >= 0.02
+
+
+def test_run_timed_caps():
+    samples = run_timed(lambda: None, CpuClock(), min_time=100, min_runs=1, max_runs=50, max_time=100)
+    assert len(samples) == 50
+
+
+def test_back_to_back_is_per_call():
+    import time
+
+    per_call = run_back_to_back(lambda: time.sleep(0.002), CpuClock(), repeats=5)
+    assert 0.002 <= per_call < 0.05
