@@ -9,7 +9,7 @@ from torch import nn
 import torchprof_lab
 from torchprof_lab.timing.benchmark import is_out_of_memory
 
-FAST = dict(min_time=0.05, min_runs=5, warmup=1)
+FAST = dict(min_time=0.05, min_runs=5, warmup=1, warmup_time=0.0)
 
 
 def small_cnn():

@@ -38,8 +38,8 @@ def _free_memory(device: torch.device) -> None:
 
 def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
               batch_sizes: Sequence[int] | None = (1,), *, inputs=None, device=None, dtype: str = "fp32",
-              train: bool = False, warmup: int = 3, min_time: float = 1.0, min_runs: int = 10,
-              max_time: float = 30.0, sweep: bool = False, sweep_budget: float = 120.0,
+              train: bool = False, warmup: int = 3, warmup_time: float = 0.5, min_time: float = 1.0,
+              min_runs: int = 10, max_time: float = 30.0, sweep: bool = False, sweep_budget: float = 120.0,
               max_batch: bool = False, channels_last: bool = False, compile: bool = False,
               threads: int | None = None, optimizer=None, per_layer: bool = False,
               progress: bool | None = None, flops=None, name: str | None = None) -> BenchmarkReport:
@@ -58,7 +58,8 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
         raise ValueError("a model on the meta device cannot be timed: it has no data; count it instead")
     if run_device != home and not (run_device.type == home.type and run_device.index is None):
         raise ValueError(f"model is on {home} but device={run_device} was asked for: move the model first")
-    options = TimingOptions(device=home, dtype=dtype, train=train, warmup=warmup, min_time=min_time,
+    options = TimingOptions(device=home, dtype=dtype, train=train, warmup=warmup, warmup_time=warmup_time,
+                            min_time=min_time,
                             min_runs=min_runs, max_time=max_time, channels_last=channels_last,
                             compile=compile, threads=threads, optimizer=optimizer)
     if inputs is not None and (sweep or max_batch or (batch_sizes and list(batch_sizes) != [1])):

@@ -27,7 +27,7 @@ class TimingOptions:
     dtype: str = "fp32"
     train: bool = False
     warmup: int = 3
-    warmup_time: float = 0.1
+    warmup_time: float = 0.5
     min_time: float = 1.0
     min_runs: int = 10
     max_runs: int = 10_000
