@@ -12,14 +12,23 @@ from .models import build_model
 FORMATS = ("table", "json", "csv", "markdown")
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def _positive_ints(text: str, example: str) -> tuple[int, ...]:
+    """'3,224,224' or '3x224x224' -> (3, 224, 224); an argparse error naming ``example`` otherwise."""
     try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        values = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a shape like 3,224,224, got '{text}'") from None
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive sizes like 3,224,224, got '{text}'")
-    return shape
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like {example}, got '{text}'")
+    return values
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    return _positive_ints(text, "3,224,224")
+
+
+def _batches(text: str) -> list[int]:
+    return list(_positive_ints(text, "1,8,64"))
 
 
 def _positive(text: str) -> int:
@@ -30,16 +39,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
     return value
-
-
-def _batches(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a batch size or a list like 1,8,64, got '{text}'") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive batch sizes like 1,8,64, got '{text}'")
-    return sizes
 
 
 def _seconds(text: str) -> float:
