@@ -12,10 +12,12 @@ from .models import build_model
 FORMATS = ("table", "json", "csv", "markdown")
 
 
-def _positive_ints(text: str, example: str) -> tuple[int, ...]:
-    """'3,224,224' or '3x224x224' -> (3, 224, 224); an argparse error naming ``example`` otherwise."""
+def _positive_ints(text: str, example: str, separators: str = ",") -> tuple[int, ...]:
+    """'3,224,224' -> (3, 224, 224) (any of ``separators``); an argparse error naming ``example``."""
+    for separator in separators[1:]:
+        text = text.replace(separator, separators[0])
     try:
-        values = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        values = tuple(int(part) for part in text.split(separators[0]) if part.strip())
     except ValueError:
         values = ()
     if not values or min(values) < 1:
@@ -24,7 +26,7 @@ def _positive_ints(text: str, example: str) -> tuple[int, ...]:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    return _positive_ints(text, "3,224,224")
+    return _positive_ints(text, "3,224,224", separators=",x")
 
 
 def _batches(text: str) -> list[int]:
