@@ -1,0 +1,90 @@
+"""Theoretical peaks by formula: FLOP/s = SMs x per-SM FMA/clock x 2 x clock; bytes/s = bus x rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .specs import CUDA_CORE_COLUMNS, TENSOR_CORE_COLUMNS, GpuSpec, find_gpu
+
+TENSOR_CORE_DEFAULT = {"fp64": False, "fp32": False, "tf32": True, "fp16": True, "bf16": True, "fp8": True, "int8": True}
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A peak with the numbers that made it, so a reader can check the arithmetic."""
+
+    value: float  # FLOP/s (or OP/s for int8)
+    gpu: str
+    dtype: str
+    tensor_cores: bool
+    sms: int
+    per_sm_fma: float
+    clock_mhz: float
+    clock: str  # "boost", "datasheet" (the clock the vendor's figure implies) or "given"
+    derived: bool = False  # True when not from the table (NVML clock x compute-capability rates)
+
+    @property
+    def formula(self) -> str:
+        return (f"{self.sms} SMs x {self.per_sm_fma:g} FMA/clk x 2 x {self.clock_mhz:g} MHz "
+                f"= {self.value / 1e12:.1f} TFLOPS ({self.clock} clock)")
+
+
+def _spec(gpu) -> GpuSpec:
+    return gpu if isinstance(gpu, GpuSpec) else find_gpu(gpu)
+
+
+def peak_flops(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="boost") -> Peak:
+    """Peak FLOP/s of ``gpu`` for ``dtype``: clock is "boost", "datasheet" or a number in MHz.
+
+    "datasheet" uses the clock the vendor's own dense figure implies, which on Hopper,
+    Blackwell and L40S tensor cores sits below the boost clock.
+    """
+    spec = _spec(gpu)
+    if dtype not in TENSOR_CORE_DEFAULT:
+        raise ValueError(f"dtype must be one of {', '.join(TENSOR_CORE_DEFAULT)}, got '{dtype}'")
+    use_tc = TENSOR_CORE_DEFAULT[dtype] if tensor_cores is None else tensor_cores
+    columns = TENSOR_CORE_COLUMNS if use_tc else CUDA_CORE_COLUMNS
+    column = columns.get(dtype)
+    per_sm = spec.per_sm.get(column) if column else None
+    if not per_sm:
+        kind = "tensor cores" if use_tc else "CUDA cores"
+        raise ValueError(f"{spec.gpu} has no {dtype} rate on {kind} in the table")
+    if clock == "boost":
+        mhz, label = spec.boost_mhz, "boost"
+    elif clock == "datasheet":
+        mhz, label = spec.implied_mhz(column) or spec.boost_mhz, "datasheet"
+    else:
+        mhz, label = float(clock), "given"
+    return Peak(spec.sms * per_sm * 2 * mhz * 1e6, spec.gpu, dtype, use_tc, spec.sms, per_sm, mhz, label)
+
+
+def peak_bandwidth(gpu) -> float:
+    """Peak memory bandwidth in bytes/s: bus width / 8 x per-pin data rate."""
+    spec = _spec(gpu)
+    return spec.bus_bits / 8 * spec.mem_gbps_per_pin * 1e9
+
+
+def ridge_point(gpu, dtype: str = "fp32", tensor_cores: bool | None = None) -> float:
+    """FLOPs per byte above which a kernel is compute-bound rather than memory-bound."""
+    return peak_flops(gpu, dtype, tensor_cores).value / peak_bandwidth(gpu)
+
+
+def derived_peak(name: str, sms: int, compute_capability: str, clock_mhz: float, dtype: str = "fp32",
+                 tensor_cores: bool | None = None) -> Peak:
+    """Peak for a GPU missing from the table: its SM count and clock (NVML's max SM clock)
+    times the per-SM rate of its compute capability (configs/cc_throughput.csv). Marked derived."""
+    import csv
+
+    from .specs import CONFIG_DIR
+
+    with open(CONFIG_DIR / "cc_throughput.csv", newline="", encoding="utf-8") as fh:
+        rates = {row["compute_capability"]: row for row in csv.DictReader(fh)}
+    if compute_capability not in rates:
+        raise ValueError(f"no throughput table for compute capability {compute_capability}")
+    use_tc = TENSOR_CORE_DEFAULT.get(dtype, False) if tensor_cores is None else tensor_cores
+    column = (TENSOR_CORE_COLUMNS if use_tc else CUDA_CORE_COLUMNS).get(dtype)
+    value = rates[compute_capability].get(column or "", "")
+    if not value:
+        raise ValueError(f"compute capability {compute_capability} has no {dtype} rate in the table")
+    per_sm = float(value)
+    return Peak(sms * per_sm * 2 * clock_mhz * 1e6, name, dtype, use_tc, sms, per_sm, clock_mhz, "given", derived=True)
