@@ -1,0 +1,78 @@
+"""NVML parsing with a fake pynvml, the CPU description and its measured ceilings (for real)."""
+
+import math
+import time
+
+import pytest
+
+from fake_pynvml import FakeNvml
+from torchprof_lab.hardware.cpu import cpu_info, measure_cpu_ceilings
+from torchprof_lab.hardware.info import device_info, gpu_peaks
+from torchprof_lab.hardware.nvml import NOT_AVAILABLE, PowerSampler, gpu_readings
+
+
+def test_nvml_readings_parse_every_field():
+    nvml = FakeNvml()
+    f = gpu_readings(nvml, nvml.nvmlDeviceGetHandleByIndex(0))
+    assert f["name"] == "NVIDIA A100-SXM4-40GB"  # bytes from old bindings decoded
+    assert f["cuda_driver_version"] == "12.4" and f["compute_capability"] == "8.0"
+    assert (f["sm_clock_max_mhz"], f["memory_bus_width_bits"]) == (1410, 5120)
+    assert f["power_limit_w"] == 400.0 and f["temperature_c"] == 61
+    assert f["throttle_reasons"] == ["SW power cap"] and f["mig_mode"] == "disabled"
+    assert f["memory_total_bytes"] == 40 * 2**30 and f["utilisation_gpu_pct"] == 97
+
+
+def test_unsupported_fields_read_not_available():
+    nvml = FakeNvml(unsupported={"bus", "power", "util", "mig", "clock"})
+    f = gpu_readings(nvml, nvml.nvmlDeviceGetHandleByIndex(0))
+    for key in ("memory_bus_width_bits", "power_w", "utilisation_gpu_pct", "mig_mode", "sm_clock_mhz"):
+        assert f[key] == NOT_AVAILABLE, key
+    assert f["sm_clock_max_mhz"] == 1410
+
+
+def test_peaks_from_table_or_derived():
+    known = gpu_peaks({"name": "NVIDIA A100-SXM4-40GB"})
+    assert known["peak_fp16_tensor_flops"] == 108 * 1024 * 2 * 1410e6 and "A100-SXM4-40GB" in known["peak_source"]
+    derived = gpu_peaks({"name": "NVIDIA A800-SXM4-80GB", "sm_count": 108, "compute_capability": "8.0",
+                         "sm_clock_max_mhz": 1410})
+    assert derived["peak_source"].startswith("derived") and derived["peak_fp32_flops"] == 6912 * 2 * 1410e6
+    assert "unknown" in gpu_peaks({"name": "Mystery GPU"})["peak_source"]
+
+
+@pytest.mark.parametrize("energy", [True, False])
+def test_power_sampler_energy_counter_or_sampled_power(energy):
+    nvml = FakeNvml(energy=energy)
+    with PowerSampler(nvml, ("handle", 0), interval=0.01) as sampler:
+        time.sleep(0.05)
+    s = sampler.summary()
+    assert s.samples >= 2 and 250 <= s.mean_w <= 300 and s.peak_w <= 300
+    assert s.max_temperature_c == 61 and s.min_sm_clock_mhz == 1410
+    assert s.throttled == ["SW power cap"]
+    if energy:
+        assert s.energy_source == "energy counter" and s.joules == pytest.approx(5.0)
+    else:
+        assert s.energy_source.startswith("sampled") and s.joules == pytest.approx(s.mean_w * s.seconds)
+
+
+def test_cpu_description():
+    info = cpu_info()
+    assert info.model and info.logical_cpus >= 1 and 1 <= info.threads_used
+    assert info.fp32_flops_per_cycle in (8, 16, 32, 64)
+    if info.max_mhz:
+        assert info.estimated_peak_flops > 1e9
+    d = device_info("cpu")
+    assert d.kind == "cpu" and "simd" in d.fields and "estimated_peak_flops" in str(d)
+
+
+def test_cpu_ceilings_measured_for_real_and_stable():
+    first = measure_cpu_ceilings.__wrapped__(budget=0.5)
+    second = measure_cpu_ceilings.__wrapped__(budget=0.5)
+    for c in (first, second):
+        assert math.isfinite(c.matmul_flops) and c.matmul_flops > 1e9
+        assert math.isfinite(c.copy_bytes_per_s) and c.copy_bytes_per_s > 1e8
+    # best-of-runs ceilings on a shared 2-core machine agree within 30% (measured: within ~6%)
+    assert 0.7 < first.matmul_flops / second.matmul_flops < 1.3
+    assert 0.7 < first.copy_bytes_per_s / second.copy_bytes_per_s < 1.3
+    estimate = cpu_info().estimated_peak_flops
+    if estimate:
+        assert first.matmul_flops < 1.2 * estimate  # a measurement cannot beat the hardware by much
