@@ -70,7 +70,7 @@ def test_cpu_ceilings_measured_for_real_and_stable():
     for c in (first, second):
         assert math.isfinite(c.matmul_flops) and c.matmul_flops > 1e9
         assert math.isfinite(c.copy_bytes_per_s) and c.copy_bytes_per_s > 1e8
-    # best-of-runs ceilings on a shared 2-core machine agree within 30% (measured: within ~6%)
+    # median ceilings on a shared 2-core machine agree within 30% (measured: within ~3%)
     assert 0.7 < first.matmul_flops / second.matmul_flops < 1.3
     assert 0.7 < first.copy_bytes_per_s / second.copy_bytes_per_s < 1.3
     estimate = cpu_info().estimated_peak_flops

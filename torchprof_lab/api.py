@@ -13,6 +13,8 @@ from .counting.rollup import layer_records, params_used, tensor_totals
 from .errors import UncountedOpsError
 from .model_state import check_device, floating_dtype, model_device
 from .report.records import ProfileReport
+from .hardware.ceiling import ceiling_for
+from .hardware.compare import compare_with_hardware
 from .timing.benchmark import benchmark
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
@@ -52,13 +54,16 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
 def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1, *,
             batch_sizes: Sequence[int] | None = None, timing: bool = True, inputs=None, device=None,
             strict: bool = False, depth: int | None = None, name: str | None = None,
-            train: bool = False, backward: bool | None = None, **timing_options) -> ProfileReport:
+            train: bool = False, backward: bool | None = None, hardware: bool = True,
+            **timing_options) -> ProfileReport:
     """Counts and timing in one report: the count at the first batch size, a timing row per size.
 
     Timing options are those of ``benchmark`` (dtype, warmup, min_time, sweep, max_batch,
     channels_last, compile, per_layer, threads ...). With train=True the rows time a whole
     training step and the counts include the backward pass (``backward`` alone counts it
-    without timing training). A meta-device model is only counted.
+    without timing training). A meta-device model is only counted. ``hardware`` compares the
+    rows and layers with the device's ceilings (utilisation, roofline; on the CPU this measures
+    a matmul and a copy once per process, about two seconds).
     """
     sizes = list(batch_sizes) if batch_sizes else [batch_size]
     report = count(model, input_shape, sizes[0], inputs=inputs, device=device,
@@ -66,16 +71,22 @@ def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_si
     if not timing or report.device == "meta":
         return report
 
-    def flops_at(batch: int) -> int:
-        """FLOPs of the timed work: a forward, or forward + backward for a training step."""
-        if inputs is not None or batch == report.batch_size:
-            return report.total_flops if train else report.flops
-        counted = count(model, input_shape, batch, device="meta", backward=train)
-        return counted.total_flops if train else counted.flops
+    def counts_at(batch: int) -> tuple[int, int]:
+        """FLOPs and bytes of the timed work: a forward, or forward + backward for a training step."""
+        counted = report if inputs is not None or batch == report.batch_size else \
+            count(model, input_shape, batch, device="meta", backward=train)
+        if train:
+            return counted.total_flops, counted.bytes + counted.backward_bytes
+        return counted.flops, counted.bytes
 
     report.timing = benchmark(model, input_shape, None if inputs is not None else sizes, inputs=inputs,
-                              device=device, train=train, flops=flops_at, name=report.model, **timing_options)
+                              device=device, train=train, counts=counts_at, name=report.model, **timing_options)
     _attach_layer_latency(report)
+    if hardware:
+        ceiling = ceiling_for(torch.device(report.timing.device), report.timing.dtype,
+                              timing_options.get("threads"))
+        if ceiling is not None:
+            compare_with_hardware(report, ceiling)
     return report
 
 

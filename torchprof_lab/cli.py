@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from .api import profile
+from .hardware.info import device_info
+from .report.plot import roofline_png
 from .errors import ProfilerError, UncountedOpsError
 from .models import build_model
 
@@ -56,7 +58,8 @@ def _seconds(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m torchprof_lab",
                                 description="Per-layer params, MACs, FLOPs and bytes of a PyTorch model.")
-    p.add_argument("model", help="a torchvision model name (resnet50) or package.module:factory")
+    p.add_argument("model", nargs="?", help="a torchvision model name (resnet50) or package.module:factory")
+    p.add_argument("--device-info", action="store_true", help="describe the device (NVML on a GPU, else the CPU) and exit")
     p.add_argument("--batch", type=_batches, default=[1], help="batch size, or sizes to time: 1,8,64 (default 1)")
     p.add_argument("--input-shape", type=_shape, help="one sample's shape, e.g. 3,224,224 "
                    "(default: the crop size of the model's weights)")
@@ -80,11 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
     t.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     t.add_argument("--per-layer", action="store_true", help="also time every layer in a separate pass")
+    t.add_argument("--roofline", metavar="PNG", help="draw the roofline with every layer to this PNG (matplotlib)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.device_info:
+        try:
+            info = device_info(args.device)
+        except (ProfilerError, ValueError, RuntimeError) as exc:
+            print(f"torchprof_lab: error: {exc}", file=sys.stderr)
+            return 2
+        print(info.to_json() if args.format == "json" else info)
+        return 0
+    if args.model is None:
+        parser.error("a model name is required (or --device-info)")
     try:
         built = build_model(args.model, weights=args.weights, device=args.device)
         report = profile(built.model, args.input_shape or built.input_shape, batch_sizes=args.batch,
@@ -93,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                          min_time=args.min_time, sweep=args.sweep, sweep_budget=args.sweep_budget,
                          max_batch=args.max_batch, threads=args.threads, channels_last=args.channels_last,
                          compile=args.compile, per_layer=args.per_layer, backward=args.backward or args.train)
+        if args.roofline:
+            roofline_png(report, args.roofline, args.depth)
+            print(f"wrote roofline to {args.roofline}", file=sys.stderr)
     except UncountedOpsError as exc:
         print(f"torchprof_lab: error: {exc}", file=sys.stderr)
         return 1

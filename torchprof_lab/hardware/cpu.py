@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,20 +101,22 @@ class MeasuredCeilings:
         return self.matmul_flops / self.copy_bytes_per_s
 
 
-def _best_rate(work, amount: float, budget: float) -> float:
+def _median_rate(work, amount: float, budget: float, min_runs: int = 5) -> float:
+    """Median rate over runs for ``budget`` seconds (at least ``min_runs``): a median, because a
+    single lucky run (one copy read 58 GB/s where the rest read 32) made best-of unstable."""
     work()  # warm-up
-    best, started = 0.0, time.perf_counter()
-    while time.perf_counter() - started < budget:
+    rates, started = [], time.perf_counter()
+    while time.perf_counter() - started < budget or len(rates) < min_runs:
         t0 = time.perf_counter_ns()
         work()
-        best = max(best, amount / ((time.perf_counter_ns() - t0) / 1e9))
-    return best
+        rates.append(amount / ((time.perf_counter_ns() - t0) / 1e9))
+    return statistics.median(rates)
 
 
 @lru_cache(maxsize=8)
 def measure_cpu_ceilings(threads: int | None = None, budget: float = 1.0, n: int = 1024,
                          copy_mib: int = 128) -> MeasuredCeilings:
-    """Best-of-runs FLOP/s of an n x n fp32 matmul and bytes/s (read + write) of a large copy.
+    """Median FLOP/s of an n x n fp32 matmul and bytes/s (read + write) of a large copy.
     Cached per process: the CPU does not change between two profiles."""
     saved = torch.get_num_threads()
     started = time.perf_counter()
@@ -122,10 +125,10 @@ def measure_cpu_ceilings(threads: int | None = None, budget: float = 1.0, n: int
             torch.set_num_threads(threads)
         a, b = torch.randn(n, n), torch.randn(n, n)
         out = torch.empty(n, n)
-        flops = _best_rate(lambda: torch.mm(a, b, out=out), 2 * n ** 3, budget)
+        flops = _median_rate(lambda: torch.mm(a, b, out=out), 2 * n ** 3, budget)
         src = torch.empty(copy_mib * 2 ** 20 // 4).normal_()
         dst = torch.empty_like(src)
-        bandwidth = _best_rate(lambda: dst.copy_(src), 2 * src.nbytes, budget)
+        bandwidth = _median_rate(lambda: dst.copy_(src), 2 * src.nbytes, budget)
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(saved)

@@ -28,6 +28,8 @@ class LayerRecord:
     backward_flops: int = 0
     backward_bytes: int = 0
     latency: float | None = None  # median seconds per forward, when per-layer timing ran
+    bound: str | None = None  # "memory" or "compute" against the device's ridge point
+    min_time: float | None = None  # roofline lower bound: max(FLOPs / peak, bytes / bandwidth)
 
     @property
     def ran(self) -> bool:
@@ -45,6 +47,13 @@ class LayerRecord:
     def intensity(self) -> float:
         """Forward arithmetic intensity, FLOPs per byte moved (0 when nothing moved)."""
         return self.flops / self.bytes if self.bytes else 0.0
+
+    @property
+    def time_over_bound(self) -> float | None:
+        """Measured latency / roofline lower bound (1.0 would be running at the roofline)."""
+        if self.latency is None or not self.min_time:
+            return None
+        return self.latency / self.min_time
 
 
 @dataclass
@@ -153,4 +162,5 @@ class ProfileReport:
 def _layer_dict(record: LayerRecord) -> dict:
     data = asdict(record)
     data["intensity"] = record.intensity
+    data["time_over_bound"] = record.time_over_bound
     return data

@@ -36,34 +36,46 @@ def _has_latency(report: ProfileReport) -> bool:
     return any(r.latency is not None for r in report.layers)
 
 
+def _has_roofline(report: ProfileReport) -> bool:
+    return any(r.bound is not None for r in report.layers)
+
+
 def _rows(report: ProfileReport, depth: int | None):
-    timed = _has_latency(report)
+    timed, roofline = _has_latency(report), _has_roofline(report)
     rows = []
     for r in report.layers:
         if depth is not None and r.depth > depth:
             continue
-        rows.append(_row(r, "  " * (r.depth - 1) + r.name, report.backward, timed))
-    rows.append(_row(report.model_record, "Total", report.backward, timed))
+        rows.append(_row(r, "  " * (r.depth - 1) + r.name, report.backward, timed, roofline))
+    rows.append(_row(report.model_record, "Total", report.backward, timed, roofline))
     return rows
 
 
-def _row(r: LayerRecord, label: str, backward: bool, timed: bool):
+def _row(r: LayerRecord, label: str, backward: bool, timed: bool, roofline: bool = False):
     shape = _shape(r.output_shape) if r.ran else "(not run)"
     row = [label, r.type, shape, si(r.params), si(r.macs), si(r.flops), si(r.bytes, "B"),
            f"{r.intensity:.1f}"]
     if backward:
         row += [si(r.backward_flops), si(r.total_flops)]
+    if roofline:
+        row += [r.bound or "-", f"{r.min_time * 1e3:.3f}" if r.min_time else "-"]
     if timed:
         row.append(f"{r.latency * 1e3:.3f}" if r.latency is not None else "-")
+        if roofline:
+            row.append(f"{r.time_over_bound:.1f}" if r.time_over_bound else "-")
     return row
 
 
-def _headers(backward: bool, timed: bool = False):
+def _headers(backward: bool, timed: bool = False, roofline: bool = False):
     headers = ["Layer", "Type", "Output", "Params", "MACs", "FLOPs", "Bytes", "FLOP/B"]
     if backward:
         headers += ["Bwd FLOPs", "Train FLOPs"]
+    if roofline:
+        headers += ["Bound", "Roofline ms"]
     if timed:
         headers.append("Latency ms")
+        if roofline:
+            headers.append("x roofline")
     return headers
 
 
@@ -95,7 +107,7 @@ def _title(report: ProfileReport) -> str:
 
 
 def to_table(report: ProfileReport, depth: int | None = None) -> str:
-    headers = _headers(report.backward, _has_latency(report))
+    headers = _headers(report.backward, _has_latency(report), _has_roofline(report))
     table = tabulate(_rows(report, depth), headers=headers, tablefmt="simple",
                      colalign=("left", "left", "left") + ("right",) * (len(headers) - 3))
     parts = [_title(report), table, *_summary(report)]
@@ -106,7 +118,8 @@ def to_table(report: ProfileReport, depth: int | None = None) -> str:
 
 def to_markdown(report: ProfileReport, depth: int | None = None) -> str:
     table = tabulate(_rows(report, report.depth if depth is None else depth),
-                     headers=_headers(report.backward, _has_latency(report)), tablefmt="github")
+                     headers=_headers(report.backward, _has_latency(report), _has_roofline(report)),
+                     tablefmt="github")
     summary = "\n".join(f"- {line}" for line in _summary(report))
     text = f"### {_title(report)}\n\n{table}\n\n{summary}\n"
     if report.timing is not None:
@@ -114,22 +127,44 @@ def to_markdown(report: ProfileReport, depth: int | None = None) -> str:
     return text
 
 
-TIMING_HEADERS = ["Batch", "Status", "p50 ms", "p90 ms", "p99 ms", "IQR %", "n", "Samples/s",
-                  "Back-to-back samples/s", "Achieved FLOP/s"]
+def _timing_headers(bench: BenchmarkReport) -> list[str]:
+    headers = ["Batch", "Status", "p50 ms", "p90 ms", "p99 ms", "IQR %", "n", "Samples/s",
+               "Back-to-back samples/s", "Achieved FLOP/s"]
+    if bench.ceiling is not None:
+        headers += ["MFU %" if bench.mode == "train" else "Util %", "Bandwidth %"]
+    if any(r.power is not None for r in bench.rows):
+        headers += ["Mean W", "J/sample", "Min SM MHz", "Max C"]
+    return headers
+
+
+def _pct(value) -> str:
+    return f"{value * 100:.1f}" if value is not None else "-"
 
 
 def timing_table(bench: BenchmarkReport, tablefmt: str = "simple") -> str:
     """One row per batch size, the run's conditions above it, warnings below."""
+    headers = _timing_headers(bench)
     rows, notes = [], []
     for r in bench.rows:
         if not r.ok:
-            rows.append([r.batch_size, r.status] + ["-"] * (len(TIMING_HEADERS) - 2))
+            rows.append([r.batch_size, r.status] + ["-"] * (len(headers) - 2))
             continue
         lat = r.latency
-        rows.append([r.batch_size, "ok", f"{lat.p50 * 1e3:.3f}", f"{lat.p90 * 1e3:.3f}", f"{lat.p99 * 1e3:.3f}",
-                     f"{lat.relative_iqr * 100:.1f}", lat.n, f"{r.samples_per_s:.1f}",
-                     f"{r.throughput_samples_per_s:.1f}" if r.throughput_samples_per_s else "-",
-                     si(r.achieved_flops, "FLOP/s") if r.achieved_flops else "-"])
+        row = [r.batch_size, "ok", f"{lat.p50 * 1e3:.3f}", f"{lat.p90 * 1e3:.3f}", f"{lat.p99 * 1e3:.3f}",
+               f"{lat.relative_iqr * 100:.1f}", lat.n, f"{r.samples_per_s:.1f}",
+               f"{r.throughput_samples_per_s:.1f}" if r.throughput_samples_per_s else "-",
+               si(r.achieved_flops, "FLOP/s") if r.achieved_flops else "-"]
+        if bench.ceiling is not None:
+            row += [_pct(r.utilisation), _pct(r.bandwidth_utilisation)]
+        if "Mean W" in headers:
+            p = r.power
+            row += [f"{p.mean_w:.0f}" if p and p.mean_w else "-",
+                    f"{r.joules_per_sample:.4g}" if r.joules_per_sample else "-",
+                    f"{p.min_sm_clock_mhz:.0f}" if p and p.min_sm_clock_mhz else "-",
+                    f"{p.max_temperature_c:.0f}" if p and p.max_temperature_c else "-"]
+            if p and p.throttled:
+                notes.append(f"batch {r.batch_size}: clocks held down ({', '.join(p.throttled)})")
+        rows.append(row)
         notes += [f"batch {r.batch_size}: {w}" for w in lat.warnings if not w.startswith("p99")]
         if lat.n < 100:
             notes.append(f"batch {r.batch_size}: p99 from only {lat.n} samples")
@@ -137,7 +172,12 @@ def timing_table(bench: BenchmarkReport, tablefmt: str = "simple") -> str:
     where = env.get("gpu") or f"{env.get('cpu')}, {env.get('intra_op_threads')} threads"
     title = (f"Timing ({bench.mode}, {bench.dtype}, {bench.device}: {where}; clock {bench.clock}; "
              f"latency = one synchronized batch, back-to-back = batches queued with one sync)")
-    lines = [title, tabulate(rows, headers=TIMING_HEADERS, tablefmt=tablefmt)]
+    lines = [title, tabulate(rows, headers=headers, tablefmt=tablefmt)]
+    if bench.ceiling is not None:
+        c = bench.ceiling
+        estimate = f"; estimate {si(c.estimate_flops, 'FLOP/s')}" if c.estimate_flops else ""
+        lines.append(f"Ceiling: {si(c.peak_flops, 'FLOP/s')}, {si(c.peak_bandwidth, 'B/s')}, ridge "
+                     f"{c.ridge_point:.1f} FLOP/B ({c.source}{estimate})")
     if bench.max_batch is not None:
         lines.append(f"Largest batch that fits: {bench.max_batch}")
     if bench.layer_latency and bench.layer_latency_total:

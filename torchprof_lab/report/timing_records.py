@@ -16,6 +16,11 @@ class BenchmarkRow:
     latency: LatencyStats | None = None
     throughput_batch_s: float | None = None  # seconds per batch, back-to-back, one sync
     flops_per_batch: int | None = None  # forward FLOPs, or forward + backward when training
+    bytes_per_batch: int | None = None  # counted bytes moved by the same work
+    utilisation: float | None = None  # achieved FLOP/s / peak (MFU for a training step)
+    bandwidth_utilisation: float | None = None  # achieved bytes/s / peak bandwidth
+    power: object = None  # PowerSummary over the timed window, where NVML could be read
+    samples_processed: int | None = None  # samples run while power was sampled
 
     @property
     def ok(self) -> bool:
@@ -42,11 +47,32 @@ class BenchmarkRow:
             return None
         return self.flops_per_batch / self.latency.p50
 
+    @property
+    def achieved_bandwidth(self) -> float | None:
+        """bytes/s = counted bytes per batch / p50 latency (no fusion assumed, so an upper estimate)."""
+        if not self.ok or self.bytes_per_batch is None:
+            return None
+        return self.bytes_per_batch / self.latency.p50
+
+    @property
+    def joules_per_sample(self) -> float | None:
+        joules = getattr(self.power, "joules", None)
+        return joules / self.samples_processed if joules and self.samples_processed else None
+
+    @property
+    def samples_per_joule(self) -> float | None:
+        per = self.joules_per_sample
+        return 1 / per if per else None
+
     def to_dict(self) -> dict:
         data = {"batch_size": self.batch_size, "status": self.status,
                 "latency_s": self.latency.to_dict() if self.latency else None,
-                "throughput_batch_s": self.throughput_batch_s, "flops_per_batch": self.flops_per_batch}
-        for key in ("batches_per_s", "samples_per_s", "throughput_samples_per_s", "achieved_flops"):
+                "throughput_batch_s": self.throughput_batch_s, "flops_per_batch": self.flops_per_batch,
+                "bytes_per_batch": self.bytes_per_batch, "utilisation": self.utilisation,
+                "bandwidth_utilisation": self.bandwidth_utilisation,
+                "power": self.power.to_dict() if self.power is not None else None}
+        for key in ("batches_per_s", "samples_per_s", "throughput_samples_per_s", "achieved_flops",
+                    "achieved_bandwidth", "joules_per_sample", "samples_per_joule"):
             data[key] = getattr(self, key)
         return data
 
@@ -67,6 +93,7 @@ class BenchmarkReport:
     max_batch: int | None = None
     layer_latency: dict[str, float] = field(default_factory=dict)  # median seconds per forward
     layer_latency_total: float | None = None  # whole-model median in that same per-layer pass
+    ceiling: object = None  # hardware.ceiling.Ceiling the rows were compared against
 
     def row(self, batch_size: int) -> BenchmarkRow:
         for r in self.rows:
@@ -79,7 +106,8 @@ class BenchmarkReport:
                 "mode": self.mode, "clock": self.clock, "settings": self.settings,
                 "environment": self.environment, "max_batch": self.max_batch,
                 "rows": [r.to_dict() for r in self.rows], "layer_latency_s": self.layer_latency,
-                "layer_latency_total_s": self.layer_latency_total}
+                "layer_latency_total_s": self.layer_latency_total,
+                "ceiling": self.ceiling.to_dict() if self.ceiling is not None else None}
 
     def to_json(self, indent: int | None = 2) -> str:
         import json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from contextlib import nullcontext
 import platform
 import time
 from collections.abc import Sequence
@@ -42,13 +43,14 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
               min_runs: int = 10, max_time: float = 30.0, sweep: bool = False, sweep_budget: float = 120.0,
               max_batch: bool = False, channels_last: bool = False, compile: bool = False,
               threads: int | None = None, optimizer=None, per_layer: bool = False,
-              progress: bool | None = None, flops=None, name: str | None = None) -> BenchmarkReport:
+              progress: bool | None = None, counts=None, name: str | None = None) -> BenchmarkReport:
     """Time ``model`` at each batch size: latency statistics and back-to-back throughput.
 
     sweep=True tries powers of two until one runs out of memory or sweep_budget seconds pass;
     an out-of-memory batch becomes an "OOM" row. max_batch=True then binary-searches the
-    largest batch that fits. ``flops`` (a dict or a callable: batch size -> FLOPs per batch,
-    from counting) turns each row's latency into achieved FLOP/s.
+    largest batch that fits. ``counts`` (a callable: batch size -> (FLOPs, bytes) per batch,
+    from counting) turns each row's latency into achieved FLOP/s and bytes/s. On a GPU with
+    NVML, power, clocks and temperature are sampled while each row is timed.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -68,11 +70,12 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
         raise ValueError("input_shape is required (one sample's shape) unless inputs= is given")
     sizes = _batch_plan(batch_sizes, sweep)
     clock = clock_for(home)
+    power = _power_sampler_factory(home)
     rows: list[BenchmarkRow] = []
     layer_latency, layer_total, largest = {}, None, None
     with backend_settings(options), prepared_model(model, options) as work:
         def measure(batch: int, quick: bool = False) -> BenchmarkRow:
-            return _measure(work, model, input_shape, inputs, batch, options, clock, quick, flops)
+            return _measure(work, model, input_shape, inputs, batch, options, clock, quick, counts, power)
 
         started = time.monotonic()
         for batch in _progress(sizes, progress, "batch sizes"):
@@ -124,7 +127,22 @@ def _inputs(model, input_shape, inputs, batch, options):
     return tuple(inputs), {}
 
 
-def _measure(work, model, input_shape, inputs, batch, options, clock, quick, flops) -> BenchmarkRow:
+def _power_sampler_factory(device: torch.device):
+    """A callable making a PowerSampler for this GPU, or None (CPU, or NVML unavailable)."""
+    if device.type != "cuda":
+        return None
+    from ..hardware.nvml import PowerSampler, handle_for, load_nvml
+
+    nvml = load_nvml()
+    if nvml is None:
+        return None
+    props = torch.cuda.get_device_properties(device)
+    uuid = f"GPU-{props.uuid}" if getattr(props, "uuid", None) else None
+    handle = handle_for(nvml, device.index or 0, uuid)
+    return lambda: PowerSampler(nvml, handle)
+
+
+def _measure(work, model, input_shape, inputs, batch, options, clock, quick, counts, power) -> BenchmarkRow:
     """Warm up, then time latency (synchronized each batch) and throughput (back to back)."""
     oom = False
     try:
@@ -137,11 +155,12 @@ def _measure(work, model, input_shape, inputs, batch, options, clock, quick, flo
                     step()
                 clock.synchronize()
                 return BenchmarkRow(batch)
-            samples = run_timed(step, clock, min_time=options.min_time, min_runs=options.min_runs,
-                                max_runs=options.max_runs, max_time=options.max_time)
-            latency = LatencyStats.of(samples)
-            repeats = max(1, min(len(samples), int(options.min_time / max(latency.p50, 1e-9)) or 1))
-            per_batch = run_back_to_back(step, clock, repeats)
+            with (power() if power else nullcontext()) as sampler:
+                samples = run_timed(step, clock, min_time=options.min_time, min_runs=options.min_runs,
+                                    max_runs=options.max_runs, max_time=options.max_time)
+                latency = LatencyStats.of(samples)
+                repeats = max(1, min(len(samples), int(options.min_time / max(latency.p50, 1e-9)) or 1))
+                per_batch = run_back_to_back(step, clock, repeats)
     except Exception as exc:  # noqa: BLE001 - only memory exhaustion is turned into a row
         if not is_out_of_memory(exc):
             raise
@@ -149,11 +168,10 @@ def _measure(work, model, input_shape, inputs, batch, options, clock, quick, flo
     if oom:  # outside the except block, so the failed frame's tensors can be freed
         _free_memory(options.device)
         return BenchmarkRow(batch, status="OOM")
-    if callable(flops):
-        flops = flops(batch)
-    elif flops is not None:
-        flops = flops.get(batch)
-    return BenchmarkRow(batch, latency=latency, throughput_batch_s=per_batch, flops_per_batch=flops)
+    flops, nbytes = counts(batch) if counts else (None, None)
+    return BenchmarkRow(batch, latency=latency, throughput_batch_s=per_batch, flops_per_batch=flops,
+                        bytes_per_batch=nbytes, power=sampler.summary() if sampler else None,
+                        samples_processed=(len(samples) + repeats) * batch if sampler else None)
 
 
 def _warm_up(step, clock, options) -> None:

@@ -1,0 +1,105 @@
+"""Utilisation and roofline on a CPU profile (what CI can run), the picture, and the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import torchprof_lab
+from torchprof_lab.cli import main
+from torchprof_lab.errors import ProfilerError
+from torchprof_lab.hardware.ceiling import Ceiling
+from torchprof_lab.hardware.compare import compare_with_hardware
+from torchprof_lab.report.plot import roofline_png
+
+FAST = dict(min_time=0.05, min_runs=5, warmup=1, warmup_time=0.0)
+
+
+def model():
+    return nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+
+
+def test_ceiling_arithmetic():
+    c = Ceiling("x", "fp32", peak_flops=100e9, peak_bandwidth=10e9, source="test")
+    assert c.ridge_point == 10
+    assert c.bound(1000, 10) == "compute" and c.bound(1000, 1000) == "memory"
+    assert c.min_time(100e9, 1e9) == 1.0 and c.min_time(1e9, 100e9) == 10.0
+
+
+def test_cpu_profile_carries_utilisation_and_roofline():
+    r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[4], per_layer=True, **FAST)
+    ceiling = r.timing.ceiling
+    assert ceiling.device == "cpu" and ceiling.peak_flops > 1e9 and ceiling.peak_bandwidth > 1e8
+    row = r.timing.rows[0]
+    assert row.utilisation == pytest.approx(row.achieved_flops / ceiling.peak_flops)
+    assert row.bandwidth_utilisation == pytest.approx(row.bytes_per_batch / row.latency.p50 / ceiling.peak_bandwidth)
+    assert row.bytes_per_batch == r.bytes
+    conv = r.layer("0")
+    assert conv.bound in ("compute", "memory")
+    assert conv.min_time == pytest.approx(max(conv.flops / ceiling.peak_flops, conv.bytes / ceiling.peak_bandwidth))
+    assert conv.time_over_bound == pytest.approx(conv.latency / conv.min_time)
+    text = str(r)
+    assert "Util %" in text and "Roofline ms" in text and "Ceiling:" in text
+    assert json.loads(r.to_json())["timing"]["ceiling"]["ridge_point"] == pytest.approx(ceiling.ridge_point)
+
+
+def test_training_rows_report_mfu():
+    r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[4], train=True, **FAST)
+    row = r.timing.rows[0]
+    assert row.flops_per_batch == r.total_flops and row.utilisation == pytest.approx(
+        r.total_flops / row.latency.p50 / r.timing.ceiling.peak_flops)
+    assert "MFU %" in str(r)
+
+
+def test_known_ceiling_gives_exact_utilisation():
+    r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[2], hardware=False, **FAST)
+    assert r.timing.ceiling is None and r.layers[0].bound is None
+    compare_with_hardware(r, Ceiling("cpu", "fp32", 1e12, 1e11, "given"))
+    row = r.timing.rows[0]
+    assert row.utilisation == pytest.approx(r.flops / row.latency.p50 / 1e12)
+
+
+def test_roofline_picture(tmp_path):
+    r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[2], per_layer=True, **FAST)
+    path = roofline_png(r, str(tmp_path / "roof.png"))
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_roofline_needs_a_ceiling_and_says_so(tmp_path):
+    r = torchprof_lab.count(model(), (3, 32, 32))
+    with pytest.raises(ProfilerError, match="ceiling"):
+        roofline_png(r, str(tmp_path / "x.png"))
+
+
+def test_missing_matplotlib_is_a_clear_message(monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("no matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ProfilerError, match="pip install"):
+        roofline_png(object(), str(tmp_path / "x.png"))
+
+
+def test_cli_device_info_and_roofline(tmp_path, capsys):
+    assert main(["--device-info"]) == 0
+    out = capsys.readouterr().out
+    assert ("CPU field" in out and "simd" in out) or "GPU field" in out
+    assert main(["--device-info", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] in ("cpu", "gpu")
+    png = tmp_path / "r.png"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--min-time", "0.05", "--warmup", "1",
+                 "--roofline", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    result = subprocess.run([sys.executable, "-m", "torchprof_lab"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--device-info" in result.stderr

@@ -1,0 +1,62 @@
+"""The ceilings a run is compared against: peak FLOP/s and bandwidth of the device it ran on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .cpu import cpu_info, measure_cpu_ceilings
+from .peak import peak_bandwidth, peak_flops
+from .specs import UnknownGpuError, find_gpu
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """Peak compute and bandwidth, with where they come from."""
+
+    device: str
+    dtype: str
+    peak_flops: float
+    peak_bandwidth: float
+    source: str
+    estimate_flops: float | None = None  # CPU: SIMD-width estimate; GPU: peak at the datasheet clock
+
+    @property
+    def ridge_point(self) -> float:
+        """FLOPs per byte where the roofline turns from memory-bound to compute-bound."""
+        return self.peak_flops / self.peak_bandwidth
+
+    def min_time(self, flops: float, nbytes: float) -> float:
+        """The roofline's lower bound on time: max(FLOPs / peak, bytes / bandwidth)."""
+        return max(flops / self.peak_flops, nbytes / self.peak_bandwidth)
+
+    def bound(self, flops: float, nbytes: float) -> str:
+        if not nbytes:
+            return "compute"
+        return "compute" if flops / nbytes >= self.ridge_point else "memory"
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "ridge_point": self.ridge_point}
+
+
+def ceiling_for(device: torch.device, dtype: str = "fp32", threads: int | None = None) -> Ceiling | None:
+    """GPU: the spec table (tensor-core peak for fp16/bf16/tf32, CUDA cores for fp32) at the boost
+    clock; CPU: measured ceilings (large matmul, large copy). None for a GPU not in the table."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        try:
+            spec = find_gpu(name)
+        except UnknownGpuError:
+            return None
+        kind = "fp32" if dtype == "fp32" else dtype
+        peak = peak_flops(spec, kind)
+        return Ceiling(str(device), dtype, peak.value, peak_bandwidth(spec),
+                       f"{spec.gpu} spec table, {peak.formula}; bandwidth {spec.bus_bits}-bit x "
+                       f"{spec.mem_gbps_per_pin:g} Gbps", peak_flops(spec, kind, clock="datasheet").value)
+    if device.type == "cpu":
+        measured = measure_cpu_ceilings(threads)
+        return Ceiling("cpu", dtype, measured.matmul_flops, measured.copy_bytes_per_s,
+                       f"measured on this CPU with {measured.threads} threads: median fp32 1024x1024 matmul "
+                       f"and 128 MiB copy (read + write)", cpu_info().estimated_peak_flops)
+    return None
