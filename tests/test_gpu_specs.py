@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from torchprof_lab.hardware.peak import derived_peak, peak_bandwidth, peak_flops, ridge_point
+from torchprof_lab.hardware.peak import derived_peak, peak, peak_bandwidth, peak_flops, ridge_point
 from torchprof_lab.hardware.specs import SPEC_FILE, UnknownGpuError, find_gpu, load_sources, load_specs
 
 REQUIRED = ["V100", "T4", "A10", "A30", "A100 PCIe 40GB", "A100 PCIe 80GB", "A100 SXM4 40GB", "A100 SXM4 80GB",
@@ -15,15 +15,15 @@ COLUMNS = ["architecture", "compute_capability", "sms", "cuda_cores", "boost_mhz
 
 def test_seed_a100_figures_exactly():
     a100 = "NVIDIA A100-SXM4-40GB"
-    assert peak_flops(a100, "fp32").value == 6912 * 1410e6 * 2
-    assert peak_flops(a100, "fp64").value == 108 * 32 * 1410e6 * 2
-    assert peak_flops(a100, "fp16", tensor_cores=False).value == 108 * 256 * 1410e6 * 2
-    assert peak_flops(a100, "fp16").value == 108 * 1024 * 1410e6 * 2
-    assert round(peak_flops(a100, "fp32").value / 1e12, 1) == 19.5
-    assert round(peak_flops(a100, "fp64").value / 1e12, 2) == 9.75
-    assert round(peak_flops(a100, "fp16", tensor_cores=False).value / 1e12) == 78
-    assert round(peak_flops(a100, "fp16").value / 1e12) == 312
-    assert "108 SMs x 1024 FMA/clk x 2 x 1410 MHz" in peak_flops(a100, "fp16").formula
+    assert peak_flops(a100, "fp32") == 6912 * 1410e6 * 2
+    assert peak_flops(a100, "fp64") == 108 * 32 * 1410e6 * 2
+    assert peak_flops(a100, "fp16", tensor_cores=False) == 108 * 256 * 1410e6 * 2
+    assert peak_flops(a100, "fp16") == 108 * 1024 * 1410e6 * 2
+    assert round(peak_flops(a100, "fp32") / 1e12, 1) == 19.5
+    assert round(peak_flops(a100, "fp64") / 1e12, 2) == 9.75
+    assert round(peak_flops(a100, "fp16", tensor_cores=False) / 1e12) == 78
+    assert round(peak_flops(a100, "fp16") / 1e12) == 312
+    assert "108 SMs x 1024 FMA/clk x 2 x 1410 MHz" in peak(a100, "fp16").formula
 
 
 def test_every_required_gpu_has_a_row_with_every_column_and_a_known_source():
@@ -61,14 +61,14 @@ def test_formula_reproduces_every_datasheet_figure_at_its_implied_clock():
     ("B200", "bf16", True, 2250, "datasheet"),
 ])
 def test_vendor_dense_figures(gpu, dtype, tc, tflops, clock):
-    assert peak_flops(gpu, dtype, tc, clock=clock).value / 1e12 == pytest.approx(tflops, rel=0.011)
+    assert peak_flops(gpu, dtype, tc, clock=clock) / 1e12 == pytest.approx(tflops, rel=0.011)
 
 
 def test_boost_clock_overstates_hopper_tensor_peak():
-    boost = peak_flops("H100 SXM", "bf16").value / 1e12
+    boost = peak_flops("H100 SXM", "bf16") / 1e12
     assert boost == pytest.approx(1070.5, rel=0.001)  # 132 x 2048 x 2 x 1980 MHz, not the datasheet 989
-    assert peak_flops("H100 SXM", "bf16", clock="datasheet").clock_mhz == pytest.approx(1830, abs=2)
-    assert peak_flops("H100 SXM", "bf16", clock=1755).value == 132 * 2048 * 2 * 1755e6
+    assert peak("H100 SXM", "bf16", clock="datasheet").clock_mhz == pytest.approx(1830, abs=2)
+    assert peak_flops("H100 SXM", "bf16", clock=1755) == 132 * 2048 * 2 * 1755e6
 
 
 @pytest.mark.parametrize("name,expected", [

@@ -103,3 +103,13 @@ def test_cli_device_info_and_roofline(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     result = subprocess.run([sys.executable, "-m", "torchprof_lab"], capture_output=True, text=True)
     assert result.returncode == 2 and "--device-info" in result.stderr
+
+
+def test_utilisation_against_the_clock_nvml_saw():
+    from types import SimpleNamespace
+
+    r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[2], hardware=False, **FAST)
+    row = r.timing.rows[0]
+    row.power = SimpleNamespace(mean_sm_clock_mhz=705.0, joules=None)  # ran at half the boost clock
+    compare_with_hardware(r, Ceiling("cuda:0", "fp16", 312e12, 1.555e12, "A100 table", clock_mhz=1410.0))
+    assert row.utilisation_at_observed_clock == pytest.approx(2 * row.utilisation)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .cpu import cpu_info, measure_cpu_ceilings
-from .peak import peak_bandwidth, peak_flops
+from .peak import peak, peak_bandwidth, peak_flops
 from .specs import UnknownGpuError, find_gpu
 
 
@@ -21,6 +21,11 @@ class Ceiling:
     peak_bandwidth: float
     source: str
     estimate_flops: float | None = None  # CPU: SIMD-width estimate; GPU: peak at the datasheet clock
+    clock_mhz: float | None = None  # the clock peak_flops assumes (GPU), to rescale to the clock seen
+
+    def peak_at_clock(self, mhz: float) -> float | None:
+        """The peak at another SM clock (peak scales with clock), e.g. the one NVML saw in the run."""
+        return self.peak_flops * mhz / self.clock_mhz if self.clock_mhz and mhz else None
 
     @property
     def ridge_point(self) -> float:
@@ -49,11 +54,11 @@ def ceiling_for(device: torch.device, dtype: str = "fp32", threads: int | None =
             spec = find_gpu(name)
         except UnknownGpuError:
             return None
-        kind = "fp32" if dtype == "fp32" else dtype
-        peak = peak_flops(spec, kind)
-        return Ceiling(str(device), dtype, peak.value, peak_bandwidth(spec),
-                       f"{spec.gpu} spec table, {peak.formula}; bandwidth {spec.bus_bits}-bit x "
-                       f"{spec.mem_gbps_per_pin:g} Gbps", peak_flops(spec, kind, clock="datasheet").value)
+        at_boost = peak(spec, dtype)
+        return Ceiling(str(device), dtype, at_boost.value, peak_bandwidth(spec),
+                       f"{spec.gpu} spec table, {at_boost.formula}; bandwidth {spec.bus_bits}-bit x "
+                       f"{spec.mem_gbps_per_pin:g} Gbps", peak_flops(spec, dtype, clock="datasheet"),
+                       clock_mhz=at_boost.clock_mhz)
     if device.type == "cpu":
         measured = measure_cpu_ceilings(threads)
         return Ceiling("cpu", dtype, measured.matmul_flops, measured.copy_bytes_per_s,

@@ -13,6 +13,9 @@ def compare_with_hardware(report, ceiling: Ceiling) -> None:
     for row in timing.rows:
         if row.achieved_flops is not None:
             row.utilisation = row.achieved_flops / ceiling.peak_flops
+        clock = getattr(row.power, "mean_sm_clock_mhz", None)
+        if row.achieved_flops is not None and clock and ceiling.peak_at_clock(clock):
+            row.utilisation_at_observed_clock = row.achieved_flops / ceiling.peak_at_clock(clock)
         if row.achieved_bandwidth is not None:
             row.bandwidth_utilisation = row.achieved_bandwidth / ceiling.peak_bandwidth
     for record in (*report.layers, report.model_record):

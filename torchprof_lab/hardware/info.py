@@ -75,7 +75,7 @@ def gpu_peaks(fields: dict) -> dict:
         return {"peak_source": "derived (not in table): SMs x compute-capability rate x NVML max clock",
                 "peak_fp32_flops": fp32.value, "peak_fp16_tensor_flops": tc.value}
     return {"peak_source": f"configs/gpu_specs.csv row {spec.gpu} ({'|'.join(spec.sources)})",
-            "peak_fp32_flops": peak_flops(spec, "fp32").value,
-            "peak_fp16_tensor_flops": peak_flops(spec, "fp16").value,
-            "peak_fp16_tensor_flops_datasheet_clock": peak_flops(spec, "fp16", clock="datasheet").value,
+            "peak_fp32_flops": peak_flops(spec, "fp32"),
+            "peak_fp16_tensor_flops": peak_flops(spec, "fp16"),
+            "peak_fp16_tensor_flops_datasheet_clock": peak_flops(spec, "fp16", clock="datasheet"),
             "peak_bandwidth_bytes_per_s": peak_bandwidth(spec)}

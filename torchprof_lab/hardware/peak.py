@@ -33,8 +33,13 @@ def _spec(gpu) -> GpuSpec:
     return gpu if isinstance(gpu, GpuSpec) else find_gpu(gpu)
 
 
-def peak_flops(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="boost") -> Peak:
-    """Peak FLOP/s of ``gpu`` for ``dtype``: clock is "boost", "datasheet" or a number in MHz.
+def peak_flops(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="boost") -> float:
+    """Peak FLOP/s of ``gpu`` (a name as NVML or the table writes it) for ``dtype``."""
+    return peak(gpu, dtype, tensor_cores, clock).value
+
+
+def peak(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="boost") -> Peak:
+    """Peak FLOP/s of ``gpu`` for ``dtype`` with its arithmetic: clock is "boost", "datasheet" or MHz.
 
     "datasheet" uses the clock the vendor's own dense figure implies, which on Hopper,
     Blackwell and L40S tensor cores sits below the boost clock.
@@ -66,7 +71,7 @@ def peak_bandwidth(gpu) -> float:
 
 def ridge_point(gpu, dtype: str = "fp32", tensor_cores: bool | None = None) -> float:
     """FLOPs per byte above which a kernel is compute-bound rather than memory-bound."""
-    return peak_flops(gpu, dtype, tensor_cores).value / peak_bandwidth(gpu)
+    return peak_flops(gpu, dtype, tensor_cores) / peak_bandwidth(gpu)
 
 
 def derived_peak(name: str, sms: int, compute_capability: str, clock_mhz: float, dtype: str = "fp32",

@@ -18,6 +18,7 @@ class BenchmarkRow:
     flops_per_batch: int | None = None  # forward FLOPs, or forward + backward when training
     bytes_per_batch: int | None = None  # counted bytes moved by the same work
     utilisation: float | None = None  # achieved FLOP/s / peak (MFU for a training step)
+    utilisation_at_observed_clock: float | None = None  # against the peak at the mean SM clock NVML saw
     bandwidth_utilisation: float | None = None  # achieved bytes/s / peak bandwidth
     power: object = None  # PowerSummary over the timed window, where NVML could be read
     samples_processed: int | None = None  # samples run while power was sampled
@@ -69,6 +70,7 @@ class BenchmarkRow:
                 "latency_s": self.latency.to_dict() if self.latency else None,
                 "throughput_batch_s": self.throughput_batch_s, "flops_per_batch": self.flops_per_batch,
                 "bytes_per_batch": self.bytes_per_batch, "utilisation": self.utilisation,
+                "utilisation_at_observed_clock": self.utilisation_at_observed_clock,
                 "bandwidth_utilisation": self.bandwidth_utilisation,
                 "power": self.power.to_dict() if self.power is not None else None}
         for key in ("batches_per_s", "samples_per_s", "throughput_samples_per_s", "achieved_flops",
