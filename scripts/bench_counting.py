@@ -105,13 +105,14 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     rows = [bench_model(name, args.repeats) for name in args.models.split(",")]
     table = [[r["model"], f"{r['forward_ms']:.1f}", f"{r['torchprof_lab']:.2f}x", f"{r['FlopCounterMode']:.2f}x",
-              f"{r['fvcore']:.2f}x", f"{r['torchprof_lab'] / r['FlopCounterMode']:.2f}"] for r in rows]
+              f"{r['fvcore']:.2f}x", f"{r['torchprof_lab'] / r['FlopCounterMode']:.2f}",
+              f"{(r['torchprof_lab'] - 1) / (r['FlopCounterMode'] - 1):.2f}"] for r in rows]
     medians = [statistics.median(r[k] for r in rows) for k in ("torchprof_lab", "FlopCounterMode", "fvcore")]
     table.append(["median", "", *(f"{m:.2f}x" for m in medians), ""])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, 224x224, "
           f"median of {args.repeats} interleaved runs; ratios are time / plain no_grad forward")
     print(tabulate(table, headers=["model", "forward ms", "torchprof_lab", "FlopCounterMode", "fvcore",
-                                   "ours / FlopCounterMode"], tablefmt="github"))
+                                   "ours / FlopCounterMode", "our overhead / its overhead"], tablefmt="github"))
     seconds, mib, gmacs = bench_meta()
     print(f"\nvit_h_14 on meta (build + count, fresh process): {seconds:.2f} s, "
           f"RSS growth over the imports (peak after minus resident before) {mib:.0f} MiB, {gmacs:.2f} GMACs")

@@ -35,24 +35,22 @@ def _batches(text: str) -> list[int]:
     return list(_positive_ints(text, "1,8,64"))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
+def _at_least(convert, minimum, what: str):
+    """An argparse type: ``convert(text)`` that must be >= ``minimum``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got '{text}'")
-    return value
+_positive = _at_least(int, 1, "a positive integer")
+_seconds = _at_least(float, 0.0, "a non-negative number of seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-batch", action="store_true", help="binary-search the largest batch that fits")
     t.add_argument("--train", action="store_true", help="time a training step (forward, loss, backward, SGD step)")
     t.add_argument("--dtype", choices=("fp32", "fp16", "bf16", "tf32"), default="fp32")
-    t.add_argument("--warmup", type=int, default=3, help="warm-up runs per batch size (default 3)")
+    t.add_argument("--warmup", type=_at_least(int, 0, "a non-negative integer"), default=3,
+                   help="warm-up runs per batch size (default 3)")
     t.add_argument("--min-time", type=_seconds, default=1.0, help="seconds of timed runs per batch size (default 1)")
     t.add_argument("--threads", type=_positive, help="CPU threads for the run (default: torch's)")
     t.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
