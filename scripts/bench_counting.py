@@ -73,20 +73,19 @@ def bench_model(name: str, repeats: int) -> dict:
 
 
 META_PROBE = r"""
-import resource, time, torch, torchvision, torchprof_lab
+import time, torch, torchvision, torchprof_lab
 
-def rss_kib():  # resident now, from /proc (ru_maxrss is a peak that imports may already hold)
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+def status_kib(field):  # VmRSS: resident now; VmHWM: peak of this process image (ru_maxrss would
+    with open("/proc/self/status") as fh:  # carry the parent's peak across fork/exec)
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
 
-base_now, base_peak = rss_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = status_kib("VmRSS")
 start = time.perf_counter()
 with torch.device("meta"):
     model = torchvision.models.vit_h_14()
 r = torchprof_lab.count(model, (3, 224, 224))
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-grow = max(peak, rss_kib()) - min(base_now, base_peak)
+grow = max(status_kib("VmHWM"), status_kib("VmRSS")) - base
 print(f"{elapsed:.3f} {grow / 1024:.1f} {r.macs / 1e9:.2f}")
 """
 
