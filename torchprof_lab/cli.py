@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+import torch
 
 from .api import profile
 from .hardware.info import device_info
 from .report.plot import roofline_png
 from .errors import ProfilerError, UncountedOpsError
 from .models import build_model
+from .precision import compare_precision
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -83,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     t.add_argument("--per-layer", action="store_true", help="also time every layer in a separate pass")
     t.add_argument("--roofline", metavar="PNG", help="draw the roofline with every layer to this PNG (matplotlib)")
+    q = p.add_argument_group("precision")
+    q.add_argument("--compare-dtypes", metavar="LIST", help="e.g. fp32,bf16,int8: speed-up over fp32 beside "
+                   "output error and top-1 agreement (int8: dynamic quantization of Linear layers, CPU)")
+    q.add_argument("--sample-batch", metavar="FILE", help="a tensor saved with torch.save to compare on "
+                   "(default: random inputs)")
     return p
 
 
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.model is None:
         parser.error("a model name is required (or --device-info)")
+    if args.compare_dtypes:
+        return _compare_dtypes(args)
     try:
         built = build_model(args.model, weights=args.weights, device=args.device)
         report = profile(built.model, args.input_shape or built.input_shape, batch_sizes=args.batch,
@@ -124,4 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.format} report to {args.output}", file=sys.stderr)
     else:
         print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def _compare_dtypes(args) -> int:
+    try:
+        built = build_model(args.model, weights=args.weights, device=args.device)
+        sample = torch.load(args.sample_batch, map_location="cpu") if args.sample_batch else None
+        report = compare_precision(built.model, None if sample is not None else args.input_shape or built.input_shape,
+                                   args.batch[0], dtypes=[d.strip() for d in args.compare_dtypes.split(",") if d.strip()],
+                                   inputs=sample, min_time=args.min_time, warmup=args.warmup, name=built.name)
+    except (ProfilerError, ValueError, TypeError, OSError) as exc:
+        print(f"torchprof_lab: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.format == "json" else report)
     return 0

@@ -1,0 +1,167 @@
+"""The accuracy cost of faster precision: speed-up over fp32 beside how far the outputs move."""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tabulate import tabulate
+from torch import nn
+from torch.utils._pytree import tree_leaves
+
+from .model_state import model_device
+from .timing.benchmark import benchmark
+
+FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}
+SUPPORTED = (*FLOAT_DTYPES, "int8")
+
+
+@dataclass
+class PrecisionRow:
+    """One precision against fp32 on the same inputs."""
+
+    dtype: str
+    p50_s: float
+    speedup: float  # fp32 p50 / this p50
+    max_abs_error: float
+    mean_abs_error: float
+    max_rel_error: float  # max |diff| / max |fp32 output|
+    mean_rel_error: float  # sum |diff| / sum |fp32 output|
+    top1_agreement: float | None  # share of samples whose argmax matches fp32 (classifier outputs)
+    model_bytes: int  # serialized state_dict size
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PrecisionReport:
+    model: str
+    device: str
+    inputs: str  # "random ...", "given batch ..." or "DataLoader ..."
+    samples: int
+    rows: list[PrecisionRow]
+
+    def row(self, dtype: str) -> PrecisionRow:
+        return next(r for r in self.rows if r.dtype == dtype)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "device": self.device, "inputs": self.inputs, "samples": self.samples,
+                "rows": [r.to_dict() for r in self.rows]}
+
+    def __str__(self) -> str:
+        rows = [[r.dtype, f"{r.p50_s * 1e3:.3f}", f"{r.speedup:.2f}x", f"{r.max_abs_error:.3g}",
+                 f"{r.mean_abs_error:.3g}", f"{r.max_rel_error:.3g}", f"{r.mean_rel_error:.3g}",
+                 "-" if r.top1_agreement is None else f"{r.top1_agreement * 100:.1f}%",
+                 f"{r.model_bytes / 1e6:.2f}"] for r in self.rows]
+        table = tabulate(rows, headers=["Precision", "p50 ms", "Speed-up", "Max abs err", "Mean abs err",
+                                        "Max rel err", "Mean rel err", "Top-1 agree", "Model MB"])
+        return (f"Precision against fp32: {self.model} on {self.device}, {self.samples} samples, inputs: "
+                f"{self.inputs}\n{table}\nErrors are against the fp32 outputs on the same inputs; relative "
+                f"errors divide by the fp32 outputs' max (max) or L1 norm (mean).")
+
+
+def _serialized_bytes(model: nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def _variant(model: nn.Module, dtype: str, device: torch.device) -> nn.Module:
+    work = copy.deepcopy(model).eval()
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError("int8 dynamic quantization (torch.ao) runs on the CPU only")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao's own deprecation notices
+            return torch.ao.quantization.quantize_dynamic(work, {nn.Linear}, dtype=torch.qint8)
+    if dtype in ("fp16", "bf16"):
+        return work.to(FLOAT_DTYPES[dtype])
+    return work
+
+
+def _batches(model, input_shape, batch_size, inputs, loader, max_batches, device) -> tuple[list, str]:
+    if loader is not None:
+        batches = []
+        for item in loader:
+            batches.append(item[0] if isinstance(item, (tuple, list)) else item)
+            if len(batches) >= max_batches:
+                break
+        if not batches:
+            raise ValueError("the DataLoader yielded no batches")
+        return [b.to(device) for b in batches], f"DataLoader ({len(batches)} batches)"
+    if inputs is not None:
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError("inputs must be a tensor batch (use loader= for a DataLoader)")
+        return [inputs.to(device)], f"given batch {tuple(inputs.shape)}"
+    if input_shape is None:
+        raise ValueError("input_shape is required unless inputs= or loader= is given")
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn((batch_size, *input_shape), generator=generator).to(device) for _ in range(max_batches)]
+    return batches, f"random normal, {max_batches} batches of {(batch_size, *input_shape)} (seed 0)"
+
+
+def _floats(output) -> list[torch.Tensor]:
+    return [t.float() for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 8, *,
+                      dtypes: Iterable[str] = ("fp32", "bf16", "int8"), inputs=None, loader=None,
+                      max_batches: int = 4, min_time: float = 0.5, warmup: int = 2,
+                      name: str | None = None) -> PrecisionReport:
+    """For each precision: its speed-up over fp32 (benchmark p50 on the first batch) and how far
+    its outputs move from fp32's on the same inputs (random, a given batch, or a DataLoader).
+    int8 is torch.ao dynamic quantization of the Linear layers (CPU). The model is not changed."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dtypes = list(dict.fromkeys(["fp32", *dtypes]))
+    unknown = [d for d in dtypes if d not in SUPPORTED]
+    if unknown:
+        raise ValueError(f"unknown precision(s) {unknown}; choose from {', '.join(SUPPORTED)}")
+    device = model_device(model)
+    if device.type == "meta":
+        raise ValueError("a model on the meta device has no weights to compare")
+    if "tf32" in dtypes and device.type != "cuda":
+        raise ValueError("tf32 is a CUDA tensor-core mode; on the CPU compare fp32, bf16 and int8")
+    batches, described = _batches(model, input_shape, batch_size, inputs, loader, max_batches, device)
+    reference, rows = None, []
+    for dtype in dtypes:
+        work = _variant(model, dtype, device)
+        cast = FLOAT_DTYPES.get(dtype, torch.float32)
+        tf32 = dtype == "tf32"
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            with torch.inference_mode():
+                outputs = [_floats(work(b.to(cast) if b.is_floating_point() else b)) for b in batches]
+            first = batches[0].to(cast) if batches[0].is_floating_point() else batches[0]
+            timing = benchmark(work, inputs=first, min_time=min_time, warmup=warmup, progress=False)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        if reference is None:
+            reference, fp32_p50 = outputs, timing.rows[0].latency.p50
+        rows.append(_row(dtype, timing.rows[0].latency.p50, fp32_p50, outputs, reference,
+                         _serialized_bytes(work)))
+    samples = sum(b.shape[0] for b in batches)
+    return PrecisionReport(name or type(model).__name__, str(device), described, samples, rows)
+
+
+def _row(dtype, p50, fp32_p50, outputs, reference, size) -> PrecisionRow:
+    diffs = [(o - r).abs() for out, ref in zip(outputs, reference) for o, r in zip(out, ref)]
+    refs = [r.abs() for ref in reference for r in ref]
+    max_abs = max(d.max().item() for d in diffs)
+    total_abs = sum(d.sum().item() for d in diffs)
+    count = sum(d.numel() for d in diffs)
+    ref_max = max(r.max().item() for r in refs) or 1.0
+    ref_sum = sum(r.sum().item() for r in refs) or 1.0
+    agree = None
+    pairs = [(out[0], ref[0]) for out, ref in zip(outputs, reference) if ref and ref[0].dim() == 2 and ref[0].shape[1] > 1]
+    if pairs:
+        same = sum((o.argmax(1) == r.argmax(1)).sum().item() for o, r in pairs)
+        agree = same / sum(r.shape[0] for _, r in pairs)
+    return PrecisionRow(dtype, p50, fp32_p50 / p50, max_abs, total_abs / count, max_abs / ref_max,
+                        total_abs / ref_sum, agree, size)
