@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     t.add_argument("--per-layer", action="store_true", help="also time every layer in a separate pass")
     t.add_argument("--roofline", metavar="PNG", help="draw the roofline with every layer to this PNG (matplotlib)")
+    d = p.add_argument_group("distributed")
+    d.add_argument("--ddp", action="store_true", help="with --train under torchrun: time the DistributedDataParallel "
+                   "step on every rank (gloo on CPU, NCCL on GPUs); rank 0 prints")
     q = p.add_argument_group("precision")
     q.add_argument("--compare-dtypes", metavar="LIST", help="e.g. fp32,bf16,int8: speed-up over fp32 beside "
                    "output error and top-1 agreement (int8: dynamic quantization of Linear layers, CPU)")
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("a model name is required (or --device-info)")
     if args.compare_dtypes:
         return _compare_dtypes(args)
+    if args.ddp:
+        return _ddp(args)
     try:
         built = build_model(args.model, weights=args.weights, device=args.device)
         report = profile(built.model, args.input_shape or built.input_shape, batch_sizes=args.batch,
@@ -149,4 +154,41 @@ def _compare_dtypes(args) -> int:
         print(f"torchprof_lab: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=2) if args.format == "json" else report)
+    return 0
+
+
+def _ddp(args) -> int:
+    """One rank of a torchrun job; the report goes to rank 0's stdout."""
+    import os
+
+    import torch.distributed as dist
+
+    from .distributed import ddp_benchmark
+
+    if not args.train:
+        print("torchprof_lab: error: --ddp times a training step: add --train", file=sys.stderr)
+        return 2
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        print("torchprof_lab: error: --ddp runs under torchrun, e.g. torchrun --nproc_per_node 2 -m torchprof_lab "
+              f"{args.model} --train --ddp", file=sys.stderr)
+        return 2
+    cuda = (args.device or "cpu").startswith("cuda")
+    rank = int(os.environ["RANK"])
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
+    try:
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        built = build_model(args.model, weights=args.weights, device=None)
+        report = ddp_benchmark(built.model, args.input_shape or built.input_shape, args.batch[0],
+                               min_time=args.min_time, warmup=args.warmup, name=built.name)
+    except Exception as exc:  # noqa: BLE001 - one line per failing rank; torchrun then stops the others
+        print(f"torchprof_lab: error: rank {rank} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if report is not None:
+        print(json.dumps(report.to_dict(), indent=2) if args.format == "json" else report)
     return 0

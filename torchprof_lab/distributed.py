@@ -1,0 +1,189 @@
+"""A DistributedDataParallel training step timed on every rank of a torch.distributed group.
+
+Call ``ddp_benchmark`` inside an initialised process group (torchrun does that for the CLI's
+``--ddp``); rank 0 gets the report, the other ranks None.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from tabulate import tabulate
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .timing.clock import clock_for
+from .timing.prepare import TimingOptions, example_batch, make_step
+from .timing.stats import LatencyStats
+
+
+def allreduce_bytes_per_rank(param_bytes: int, world_size: int) -> float:
+    """Bytes each rank sends (and receives) in a ring all-reduce of the gradients: 2(N-1)/N x size."""
+    return param_bytes * 2 * (world_size - 1) / world_size
+
+
+def scaling_efficiency(total_samples_per_s: float, world_size: int, single_samples_per_s: float) -> float:
+    """throughput(N) / (N x single-process throughput): 1.0 is perfect linear scaling."""
+    return total_samples_per_s / (world_size * single_samples_per_s)
+
+
+@dataclass
+class RankRow:
+    rank: int
+    host: str
+    device: str
+    threads: int
+    latency: LatencyStats
+    batch_size: int
+    comm_s_per_step: float  # all-reduce launch-to-completion, summed over buckets (overlaps backward)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch_size / self.latency.p50
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "host": self.host, "device": self.device, "threads": self.threads,
+                "batch_size": self.batch_size, "latency_s": self.latency.to_dict(with_samples=False),
+                "samples_per_s": self.samples_per_s, "comm_s_per_step": self.comm_s_per_step}
+
+
+@dataclass
+class DistributedReport:
+    model: str
+    backend: str
+    world_size: int
+    batch_size_per_rank: int
+    param_bytes: int
+    single_samples_per_s: float
+    single_source: str  # "measured on rank 0 in this run" or "given"
+    rows: list[RankRow] = field(default_factory=list)
+
+    @property
+    def total_samples_per_s(self) -> float:
+        return sum(r.samples_per_s for r in self.rows)
+
+    @property
+    def slowest_rank(self) -> int:
+        return max(self.rows, key=lambda r: r.latency.p50).rank
+
+    @property
+    def efficiency(self) -> float:
+        return scaling_efficiency(self.total_samples_per_s, self.world_size, self.single_samples_per_s)
+
+    @property
+    def allreduce_bytes_per_step(self) -> float:
+        return allreduce_bytes_per_rank(self.param_bytes, self.world_size)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "backend": self.backend, "world_size": self.world_size,
+                "batch_size_per_rank": self.batch_size_per_rank, "param_bytes": self.param_bytes,
+                "single_samples_per_s": self.single_samples_per_s, "single_source": self.single_source,
+                "total_samples_per_s": self.total_samples_per_s, "slowest_rank": self.slowest_rank,
+                "scaling_efficiency": self.efficiency, "allreduce_bytes_per_step": self.allreduce_bytes_per_step,
+                "ranks": [r.to_dict() for r in self.rows]}
+
+    def __str__(self) -> str:
+        rows = [[r.rank, r.host, r.device, r.threads, f"{r.latency.p50 * 1e3:.2f}", f"{r.latency.p90 * 1e3:.2f}",
+                 f"{r.samples_per_s:.1f}", f"{r.comm_s_per_step * 1e3:.2f}"] for r in self.rows]
+        table = tabulate(rows, headers=["Rank", "Host", "Device", "Threads", "Step p50 ms", "Step p90 ms",
+                                        "Samples/s", "All-reduce ms/step"])
+        return "\n".join([
+            f"DDP training step: {self.model}, {self.world_size} ranks ({self.backend}), batch "
+            f"{self.batch_size_per_rank} per rank",
+            table,
+            f"Total {self.total_samples_per_s:.1f} samples/s; slowest rank {self.slowest_rank}; single process "
+            f"{self.single_samples_per_s:.1f} samples/s ({self.single_source}); scaling efficiency "
+            f"{self.efficiency * 100:.1f}% = total / ({self.world_size} x single)",
+            f"Gradient all-reduce per step: {self.allreduce_bytes_per_step / 1e6:.2f} MB sent per rank "
+            f"(parameters {self.param_bytes / 1e6:.2f} MB x 2(N-1)/N); all-reduce time is launch to completion "
+            f"per bucket, overlapping the backward pass",
+        ])
+
+
+def _timing_hook(record: list):
+    """A DDP comm hook: the default averaging all-reduce, with its launch-to-completion time kept."""
+    def hook(state, bucket):
+        world = dist.get_world_size()
+        started = time.perf_counter()
+        future = dist.all_reduce(bucket.buffer().div_(world), async_op=True).get_future()
+
+        def finished(fut):
+            record.append(time.perf_counter() - started)
+            return fut.value()[0]
+
+        return future.then(finished)
+
+    return hook
+
+
+def _steps_everyone_runs(step, clock, min_time: float, min_runs: int) -> int:
+    """The same step count on every rank (collectives must match): enough for the slowest rank."""
+    started = clock.start()
+    for _ in range(3):
+        step()
+    per_step = torch.tensor([clock.stop(started) / 3], dtype=torch.float64)
+    dist.all_reduce(per_step, op=dist.ReduceOp.MAX)
+    return max(min_runs, math.ceil(min_time / max(per_step.item(), 1e-9)))
+
+
+def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, min_time: float = 1.0,
+                  min_runs: int = 10, warmup: int = 3, single_samples_per_s: float | None = None,
+                  name: str | None = None) -> DistributedReport | None:
+    """Time the DDP training step (forward, loss, backward with gradient all-reduce, SGD step) on
+    every rank; rank 0 also times the plain step alone (others wait) for the scaling baseline."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("ddp_benchmark needs an initialised torch.distributed process group (run under torchrun)")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    backend = dist.get_backend()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
+    options = TimingOptions(device=device, train=True, warmup=warmup, min_time=min_time, min_runs=min_runs)
+    clock = clock_for(device)
+    work = copy.deepcopy(model).to(device).train()
+    x = example_batch(work, tuple(input_shape), batch_size, options)
+    source = "given"
+    if single_samples_per_s is None:
+        source = "measured on rank 0 in this run, other ranks idle"
+        value = torch.zeros(1, dtype=torch.float64)
+        if rank == 0:
+            alone = copy.deepcopy(work)
+            step = make_step(alone, (x,), {}, options)
+            for _ in range(warmup):
+                step()
+            runs = _timed(step, clock, max(min_runs, 5), min_time)
+            value[0] = batch_size / LatencyStats.of(runs).p50
+        dist.broadcast(value, src=0)
+        single_samples_per_s = value.item()
+    ddp = DistributedDataParallel(work, device_ids=[local_rank] if device.type == "cuda" else None)
+    comm: list[float] = []
+    ddp.register_comm_hook(None, _timing_hook(comm))
+    step = make_step(ddp, (x,), {}, options)
+    for _ in range(warmup):
+        step()
+    steps = _steps_everyone_runs(step, clock, min_time, min_runs)
+    comm.clear()
+    samples = _timed(step, clock, steps, 0.0)
+    row = RankRow(rank, os.uname().nodename, str(device), torch.get_num_threads(), LatencyStats.of(samples),
+                  batch_size, sum(comm) / steps)
+    gathered = [None] * world if rank == 0 else None
+    dist.gather_object(row, gathered, dst=0)
+    if rank != 0:
+        return None
+    param_bytes = sum(p.numel() * p.element_size() for p in work.parameters() if p.requires_grad)
+    return DistributedReport(name or type(model).__name__, backend, world, batch_size, param_bytes,
+                             single_samples_per_s, source, sorted(gathered, key=lambda r: r.rank))
+
+
+def _timed(step, clock, runs: int, min_time: float) -> list[float]:
+    samples = []
+    while len(samples) < runs or sum(samples) < min_time:
+        started = clock.start()
+        step()
+        samples.append(clock.stop(started))
+    return samples
