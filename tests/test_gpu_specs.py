@@ -37,6 +37,7 @@ def test_every_required_gpu_has_a_row_with_every_column_and_a_known_source():
             assert row[column].strip(), (row["gpu"], column)
         codes = row["sources"].split("|")
         assert codes and all(code in sources for code in codes), row["gpu"]
+        assert row["base_mhz"].strip() or "base clock left empty" in row["notes"], row["gpu"]
 
 
 def test_formula_reproduces_every_datasheet_figure_at_its_implied_clock():
