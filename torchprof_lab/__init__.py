@@ -10,7 +10,9 @@ from .report.timing_records import BenchmarkReport, BenchmarkRow
 from .timing.benchmark import benchmark
 from .timing.stats import LatencyStats
 
-__all__ = ["count", "profile", "benchmark", "device_info", "peak_flops", "peak_bandwidth", "compare_precision", "ProfileReport", "LayerRecord", "BenchmarkReport", "BenchmarkRow",
-           "LatencyStats", "ProfilerError", "ForwardError",
-           "UncountedOpsError", "UnknownModelError"]
+__all__ = [
+    "count", "profile", "benchmark", "device_info", "peak_flops", "peak_bandwidth", "compare_precision",
+    "ProfileReport", "LayerRecord", "BenchmarkReport", "BenchmarkRow", "LatencyStats",
+    "ProfilerError", "ForwardError", "UncountedOpsError", "UnknownModelError",
+]
 __version__ = "0.1.0"
