@@ -5,13 +5,22 @@ from __future__ import annotations
 import csv
 import difflib
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ProfilerError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+def _config_dir() -> Path:
+    """configs/ beside the package in a checkout (editable install), else where a wheel put it."""
+    checkout = Path(__file__).resolve().parents[2] / "configs"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "torchprof_lab" / "configs"
+
+
+CONFIG_DIR = _config_dir()
 SPEC_FILE = CONFIG_DIR / "gpu_specs.csv"
 SOURCE_FILE = CONFIG_DIR / "gpu_spec_sources.csv"
 
