@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from .counting.engine import run_pass
 from .counting.rollup import layer_records, params_used, tensor_totals
 from .errors import UncountedOpsError
-from .model_state import check_device, floating_dtype, model_device
+from .model_state import call_args, check_device, floating_dtype, model_device
 from .report.records import ProfileReport
 from .hardware.ceiling import ceiling_for
 from .hardware.compare import compare_with_hardware
@@ -140,14 +140,7 @@ def _check_shape(input_shape) -> tuple[int, ...]:
 def _wrap_inputs(inputs, device):
     if device.type == "meta":
         inputs = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, inputs)
-    if isinstance(inputs, torch.Tensor):
-        args, kwargs = (inputs,), {}
-    elif isinstance(inputs, Mapping):
-        args, kwargs = (), dict(inputs)
-    elif isinstance(inputs, (tuple, list)):
-        args, kwargs = tuple(inputs), {}
-    else:
-        raise TypeError(f"inputs must be a tensor, a tuple/list of args or a dict of kwargs, got {type(inputs).__name__}")
+    args, kwargs = call_args(inputs)
     tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     batch = tensors[0].shape[0] if tensors and tensors[0].dim() else 1
     description = ", ".join(f"{tuple(t.shape)} {_DTYPE_NAMES.get(t.dtype, t.dtype)}" for t in tensors[:4])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import torch
@@ -21,6 +22,17 @@ def mode_restored(model: nn.Module, train: bool):
         for module, flag in flags:
             if module.training != flag:
                 module.training = flag
+
+
+def call_args(inputs) -> tuple[tuple, dict]:
+    """A user's example input as (args, kwargs): a tensor, a tuple/list of args, or a dict of kwargs."""
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), {}
+    if isinstance(inputs, Mapping):
+        return (), dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs), {}
+    raise TypeError(f"inputs must be a tensor, a tuple/list of args or a dict of kwargs, got {type(inputs).__name__}")
 
 
 def check_device(device) -> torch.device:

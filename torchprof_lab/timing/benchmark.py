@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..hardware.cpu import cpu_model_name
-from ..model_state import check_device, model_device
+from ..model_state import call_args, check_device, model_device
 from ..report.timing_records import BenchmarkReport, BenchmarkRow
 from .clock import clock_for, run_back_to_back, run_timed
 from .per_layer import time_layers
@@ -120,11 +120,7 @@ def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
 def _inputs(model, input_shape, inputs, batch, options):
     if inputs is None:
         return (example_batch(model, tuple(input_shape), batch, options),), {}
-    if isinstance(inputs, torch.Tensor):
-        return (inputs,), {}
-    if isinstance(inputs, dict):
-        return (), dict(inputs)
-    return tuple(inputs), {}
+    return call_args(inputs)
 
 
 def _power_sampler_factory(device: torch.device):
