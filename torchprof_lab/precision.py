@@ -15,8 +15,8 @@ from torch.utils._pytree import tree_leaves
 
 from .model_state import model_device
 from .timing.benchmark import benchmark
+from .timing.prepare import DTYPES as FLOAT_DTYPES
 
-FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}
 SUPPORTED = (*FLOAT_DTYPES, "int8")
 
 
