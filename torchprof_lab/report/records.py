@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -130,7 +130,9 @@ class ProfileReport:
 
     # ------------------------------------------------------------------ renderings
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("model_record", "layers", "depth", "timing")}
+        skip = ("model_record", "layers", "depth", "timing")  # rendered below, or not data
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        data["uncounted_ops"] = dict(self.uncounted_ops)
         for key in ("macs", "flops", "bytes", "backward_macs", "backward_flops", "backward_bytes",
                     "total_macs", "total_flops", "intensity", "storage_bytes"):
             data[key] = getattr(self, key)
