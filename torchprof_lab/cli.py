@@ -161,9 +161,7 @@ def _ddp(args) -> int:
     """One rank of a torchrun job; the report goes to rank 0's stdout."""
     import os
 
-    import torch.distributed as dist
-
-    from .distributed import ddp_benchmark
+    from .distributed import run_under_torchrun
 
     if not args.train:
         print("torchprof_lab: error: --ddp times a training step: add --train", file=sys.stderr)
@@ -172,23 +170,15 @@ def _ddp(args) -> int:
         print("torchprof_lab: error: --ddp runs under torchrun, e.g. torchrun --nproc_per_node 2 -m torchprof_lab "
               f"{args.model} --train --ddp", file=sys.stderr)
         return 2
-    cuda = (args.device or "cpu").startswith("cuda")
-    rank = int(os.environ["RANK"])
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
+    rank = os.environ["RANK"]
     try:
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
         built = build_model(args.model, weights=args.weights, device=None)
-        report = ddp_benchmark(built.model, args.input_shape or built.input_shape, args.batch[0],
-                               min_time=args.min_time, warmup=args.warmup, name=built.name)
+        report = run_under_torchrun(lambda: built.model, args.input_shape or built.input_shape, args.batch[0],
+                                    cuda=(args.device or "cpu").startswith("cuda"), threads=args.threads,
+                                    min_time=args.min_time, warmup=args.warmup, name=built.name)
     except Exception as exc:  # noqa: BLE001 - one line per failing rank; torchrun then stops the others
         print(f"torchprof_lab: error: rank {rank} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
     if report is not None:
         print(json.dumps(report.to_dict(), indent=2) if args.format == "json" else report)
     return 0

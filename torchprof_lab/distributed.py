@@ -187,3 +187,22 @@ def _timed(step, clock, runs: int, min_time: float) -> list[float]:
         step()
         samples.append(clock.stop(started))
     return samples
+
+
+def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool = False,
+                       threads: int | None = None, **options) -> DistributedReport | None:
+    """One rank of a torchrun job: split the CPU threads between local ranks, join the process
+    group (NCCL with cuda, else gloo), time ``build_model()`` with ddp_benchmark, leave the group.
+    Raises ValueError when not started by torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise ValueError("not started by torchrun (no RANK/WORLD_SIZE)")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
+    try:
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        return ddp_benchmark(build_model(), input_shape, batch_size, **options)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
