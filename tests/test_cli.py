@@ -56,10 +56,11 @@ def test_bad_argument_values_exit_2():
 def test_timing_flags(tmp_path):
     out = tmp_path / "t.json"
     assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "1,2", "--min-time", "0.05",
-                 "--warmup", "1", "--threads", "1", "--per-layer", "--format", "json", "--output", str(out)]) == 0
+                 "--warmup", "1", "--warmup-time", "0.2", "--threads", "1", "--per-layer", "--format", "json", "--output", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [row["batch_size"] for row in data["timing"]["rows"]] == [1, 2]
     assert data["timing"]["environment"]["intra_op_threads"] == 1
+    assert data["timing"]["settings"]["warmup_time_s"] == 0.2
     assert data["layers"][0]["latency"] > 0
 
 

@@ -39,6 +39,20 @@ def test_noise_and_small_n_warnings():
     assert any("noisy" in w for w in noisy.warnings) and any("p99" in w for w in noisy.warnings)
 
 
+def test_drift_is_the_step_between_halves_in_time_order():
+    # the shape this machine shows: ~9 s of CPU boost at 25 ms, then 30 ms sustained
+    stepped = LatencyStats.of([0.025] * 20 + [0.030] * 20)
+    assert stepped.drift == pytest.approx(0.20)
+    assert any(w.startswith("drifted: the second half of the run was +20%") for w in stepped.warnings)
+    assert stepped.to_dict()["drift"] == pytest.approx(0.20) and stepped.to_dict()["warnings"] == stepped.warnings
+    # the same values shuffled into alternation have no drift: order matters, not the spread
+    alternating = LatencyStats.of([0.025, 0.030] * 20)
+    assert alternating.drift == pytest.approx(0.0)
+    assert not any("drifted" in w for w in alternating.warnings)
+    assert LatencyStats.of([0.025] * 9 + [0.050]).drift == pytest.approx(0.0)  # one outlier: median holds
+    assert LatencyStats.of([0.025] * 9).drift is None  # too few samples to split
+
+
 def test_run_timed_meets_min_runs_and_min_time():
     calls = []
     samples = run_timed(lambda: calls.append(1), CpuClock(), min_time=0.0, min_runs=7, max_runs=100, max_time=5)

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=("fp32", "fp16", "bf16", "tf32"), default="fp32")
     t.add_argument("--warmup", type=_at_least(int, 0, "a non-negative integer"), default=3,
                    help="warm-up runs per batch size (default 3)")
+    t.add_argument("--warmup-time", type=_seconds, default=0.5,
+                   help="minimum seconds of warm-up per batch size (default 0.5); raise it when a row "
+                        "warns of drift, e.g. on a CPU whose boost clock ends after some seconds of load")
     t.add_argument("--min-time", type=_seconds, default=1.0, help="seconds of timed runs per batch size (default 1)")
     t.add_argument("--threads", type=_positive, help="CPU threads for the run (default: torch's)")
     t.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         report = profile(built.model, args.input_shape or built.input_shape, batch_sizes=args.batch,
                          timing=not args.no_timing, device=args.device, train=args.train, strict=args.strict,
                          depth=args.depth, name=built.name, dtype=args.dtype, warmup=args.warmup,
-                         min_time=args.min_time, sweep=args.sweep, sweep_budget=args.sweep_budget,
+                         warmup_time=args.warmup_time, min_time=args.min_time, sweep=args.sweep, sweep_budget=args.sweep_budget,
                          max_batch=args.max_batch, threads=args.threads, channels_last=args.channels_last,
                          compile=args.compile, per_layer=args.per_layer, backward=args.backward or args.train)
         if args.roofline:

@@ -16,6 +16,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+DRIFT_WARNING = 0.05  # half-to-half median change that gets a warning
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Seconds per timed unit (one batch): n samples, their spread and percentiles."""
@@ -50,16 +53,35 @@ class LatencyStats:
         return self.iqr / self.p50 if self.p50 else 0.0
 
     @property
+    def drift(self) -> float | None:
+        """Median of the run's second half over its first half, minus 1 (time order).
+
+        A step between halves means the machine changed under the run (a CPU's boost
+        ending, thermal throttling, other load): such a p50 is a mixture of two states.
+        None with fewer than 10 samples.
+        """
+        if len(self.samples) < 10:
+            return None
+        half = len(self.samples) // 2
+        first, second = statistics.median(self.samples[:half]), statistics.median(self.samples[half:])
+        return second / first - 1.0 if first > 0 else None
+
+    @property
     def warnings(self) -> list[str]:
         notes = []
         if self.relative_iqr > 0.10:
             notes.append(f"noisy: IQR is {self.relative_iqr:.0%} of the median")
+        drift = self.drift
+        if drift is not None and abs(drift) > DRIFT_WARNING:
+            notes.append(f"drifted: the second half of the run was {drift:+.0%} against the first "
+                         "(clock boost ending, throttling or other load?); a longer warm-up may settle it")
         if self.n < 100:
             notes.append(f"p99 from only {self.n} samples")
         return notes
 
     def to_dict(self, with_samples: bool = True) -> dict:
-        data = {k: getattr(self, k) for k in ("n", "mean", "std", "min", "max", "p50", "p90", "p99", "iqr")}
+        data = {k: getattr(self, k) for k in ("n", "mean", "std", "min", "max", "p50", "p90", "p99", "iqr",
+                                              "drift", "warnings")}
         if with_samples:
             data["samples"] = list(self.samples)
         return data
