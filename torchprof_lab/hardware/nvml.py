@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 NOT_AVAILABLE = "n/a"
 
+# the clock-event (throttle) reason bits that pynvml defines
 THROTTLE_REASONS = {0x1: "idle", 0x2: "application clocks", 0x4: "SW power cap", 0x8: "HW slowdown",
-                    0x10: "sync boost", 0x20: "SW thermal", 0x40: "HW thermal", 0x80: "power brake"}
-# reasons that mean the clock was held down while working (idle and app-clock settings are not)
-SLOWDOWN_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
+                    0x10: "sync boost", 0x20: "SW thermal", 0x40: "HW thermal", 0x80: "power brake",
+                    0x100: "display clock setting", 0x200: "board limit", 0x400: "reliability"}
+# reasons that mean the clock was held down while working (idle and clock settings are not)
+SLOWDOWN_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x200 | 0x400
 
 
 def load_nvml():
