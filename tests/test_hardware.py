@@ -7,7 +7,10 @@ import pytest
 
 from fake_pynvml import FakeNvml
 from torchprof_lab.hardware.cpu import cpu_info, measure_cpu_ceilings
+from torchprof_lab.hardware.ceiling import derived_gpu_ceiling
 from torchprof_lab.hardware.info import device_info, gpu_peaks
+from torchprof_lab.hardware.peak import peak_bandwidth, peak_flops
+from torchprof_lab.hardware.specs import find_gpu
 from torchprof_lab.hardware.nvml import NOT_AVAILABLE, PowerSampler, gpu_readings
 
 
@@ -36,6 +39,7 @@ def test_peaks_from_table_or_derived():
     derived = gpu_peaks({"name": "NVIDIA A800-SXM4-80GB", "sm_count": 108, "compute_capability": "8.0",
                          "sm_clock_max_mhz": 1410})
     assert derived["peak_source"].startswith("derived") and derived["peak_fp32_flops"] == 6912 * 2 * 1410e6
+    assert "peak_bandwidth_bytes_per_s" not in derived  # no memory clock or bus width read
     assert "unknown" in gpu_peaks({"name": "Mystery GPU"})["peak_source"]
 
 
@@ -76,3 +80,20 @@ def test_cpu_ceilings_measured_for_real_and_stable():
     estimate = cpu_info().estimated_peak_flops
     if estimate:
         assert first.matmul_flops < 1.2 * estimate  # a measurement cannot beat the hardware by much
+
+
+def test_derived_ceiling_from_nvml_reproduces_the_table_for_a_gpu_it_has():
+    """The derivation for GPUs missing from the table, checked where the answer is known: the
+    fake NVML's A100-SXM4-40GB readings give the table's FP32, FP16-tensor and bandwidth peaks."""
+    readings = gpu_readings(FakeNvml(), ("handle", 0))
+    a100 = find_gpu("A100 SXM4 40GB")
+    for dtype in ("fp32", "fp16", "tf32"):
+        ceiling = derived_gpu_ceiling("cuda:0", dtype, "NVIDIA A100-SXM4-40GB", 108, "8.0", readings)
+        assert ceiling.peak_flops == pytest.approx(peak_flops(a100, dtype), rel=1e-12)
+        assert ceiling.peak_bandwidth == pytest.approx(peak_bandwidth(a100), rel=0.001)  # 1555.2 GB/s
+        assert ceiling.source.startswith("derived") and "NVML max clock" in ceiling.source
+    assert derived_gpu_ceiling("cuda:0", "fp32", "NVIDIA A100-SXM4-40GB", 108, "8.0",
+                               gpu_readings(FakeNvml(unsupported={"bus"}), ("handle", 0))) is None
+    assert derived_gpu_ceiling("cuda:0", "fp32", "Future GPU", 100, "99.0", readings) is None
+    fields = {**readings, "name": "NVIDIA A800-SXM4-80GB", "sm_count": 108, "compute_capability": "8.0"}
+    assert gpu_peaks(fields)["peak_bandwidth_bytes_per_s"] == pytest.approx(1555.2e9)

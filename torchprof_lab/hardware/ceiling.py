@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .cpu import cpu_info, measure_cpu_ceilings
-from .peak import peak, peak_bandwidth, peak_flops
+from .peak import derived_bandwidth, derived_peak, peak, peak_bandwidth, peak_flops
 from .specs import UnknownGpuError, find_gpu
 
 
@@ -47,13 +47,14 @@ class Ceiling:
 
 def ceiling_for(device: torch.device, dtype: str = "fp32", threads: int | None = None) -> Ceiling | None:
     """GPU: the spec table (tensor-core peak for fp16/bf16/tf32, CUDA cores for fp32) at the boost
-    clock; CPU: measured ceilings (large matmul, large copy). None for a GPU not in the table."""
+    clock; CPU: measured ceilings (large matmul, large copy). A GPU not in the table gets derived
+    ceilings from NVML (see derived_gpu_ceiling), or None without NVML."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         try:
             spec = find_gpu(name)
         except UnknownGpuError:
-            return None
+            return _derived_for_device(device, dtype)
         at_boost = peak(spec, dtype)
         return Ceiling(str(device), dtype, at_boost.value, peak_bandwidth(spec),
                        f"{spec.gpu} spec table, {at_boost.formula}; bandwidth {spec.bus_bits}-bit x "
@@ -65,3 +66,35 @@ def ceiling_for(device: torch.device, dtype: str = "fp32", threads: int | None =
                        f"measured on this CPU with {measured.threads} threads: median fp32 1024x1024 matmul "
                        f"and 128 MiB copy (read + write)", cpu_info().estimated_peak_flops)
     return None
+
+
+def derived_gpu_ceiling(device: str, dtype: str, name: str, sms: int, compute_capability: str,
+                        readings: dict) -> Ceiling | None:
+    """Ceilings for a GPU missing from the table, from NVML's max SM and memory clocks and bus
+    width, its SM count and the per-SM rates of its compute capability; None if any is unknown."""
+    clock, mem_clock = readings.get("sm_clock_max_mhz"), readings.get("memory_clock_max_mhz")
+    bus = readings.get("memory_bus_width_bits")
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (clock, mem_clock, bus)):
+        return None
+    try:
+        derived = derived_peak(name, sms, compute_capability, clock, dtype)
+    except ValueError:
+        return None
+    return Ceiling(device, dtype, derived.value, derived_bandwidth(bus, mem_clock),
+                   f"derived, {name} is not in configs/gpu_specs.csv: compute capability {compute_capability} "
+                   f"rate, {derived.formula.replace('(given clock)', '(NVML max clock)')}; bandwidth "
+                   f"{bus}-bit / 8 x {mem_clock:g} MHz x 2 (NVML max memory clock, double data rate)",
+                   clock_mhz=clock)
+
+
+def _derived_for_device(device: torch.device, dtype: str) -> Ceiling | None:
+    from .nvml import gpu_readings, handle_for, load_nvml
+
+    nvml = load_nvml()
+    if nvml is None:
+        return None
+    props = torch.cuda.get_device_properties(device)
+    uuid = f"GPU-{props.uuid}" if getattr(props, "uuid", None) else None
+    readings = gpu_readings(nvml, handle_for(nvml, device.index or 0, uuid))
+    return derived_gpu_ceiling(str(device), dtype, props.name, props.multi_processor_count,
+                               f"{props.major}.{props.minor}", readings)

@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from .cpu import cpu_info
 from .nvml import NOT_AVAILABLE, gpu_readings, handle_for, load_nvml
-from .peak import derived_peak, peak_bandwidth, peak_flops
+from .peak import derived_bandwidth, derived_peak, peak_bandwidth, peak_flops
 from .specs import UnknownGpuError, find_gpu
 
 
@@ -72,8 +72,12 @@ def gpu_peaks(fields: dict) -> dict:
             tc = derived_peak(str(name), sms, cc, clock, "fp16")
         except ValueError as exc:
             return {"peak_source": f"unknown GPU: {exc}"}
-        return {"peak_source": "derived (not in table): SMs x compute-capability rate x NVML max clock",
-                "peak_fp32_flops": fp32.value, "peak_fp16_tensor_flops": tc.value}
+        derived = {"peak_source": "derived (not in table): SMs x compute-capability rate x NVML max clock",
+                   "peak_fp32_flops": fp32.value, "peak_fp16_tensor_flops": tc.value}
+        bus, mem = fields.get("memory_bus_width_bits"), fields.get("memory_clock_max_mhz")
+        if all(isinstance(v, (int, float)) and v > 0 for v in (bus, mem)):
+            derived["peak_bandwidth_bytes_per_s"] = derived_bandwidth(bus, mem)
+        return derived
     return {"peak_source": f"configs/gpu_specs.csv row {spec.gpu} ({'|'.join(spec.sources)})",
             "peak_fp32_flops": peak_flops(spec, "fp32"),
             "peak_fp16_tensor_flops": peak_flops(spec, "fp16"),

@@ -69,6 +69,12 @@ def peak_bandwidth(gpu) -> float:
     return spec.bus_bits / 8 * spec.mem_gbps_per_pin * 1e9
 
 
+def derived_bandwidth(bus_bits: float, memory_clock_mhz: float) -> float:
+    """Bytes/s for a GPU missing from the table: bus / 8 x NVML's max memory clock x 2 (double
+    data rate); reproduces the A100's 5120 / 8 x 1215 MHz x 2 = 1555 GB/s (shared/reference/nvml.md)."""
+    return bus_bits / 8 * memory_clock_mhz * 1e6 * 2
+
+
 def ridge_point(gpu, dtype: str = "fp32", tensor_cores: bool | None = None) -> float:
     """FLOPs per byte above which a kernel is compute-bound rather than memory-bound."""
     return peak_flops(gpu, dtype, tensor_cores) / peak_bandwidth(gpu)
