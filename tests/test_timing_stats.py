@@ -45,6 +45,10 @@ def test_drift_is_the_step_between_halves_in_time_order():
     assert stepped.drift == pytest.approx(0.20)
     assert any(w.startswith("drifted: the second half of the run was +20%") for w in stepped.warnings)
     assert stepped.to_dict()["drift"] == pytest.approx(0.20) and stepped.to_dict()["warnings"] == stepped.warnings
+    assert any("boost ending" in w for w in stepped.warnings)
+    faster = LatencyStats.of([0.030] * 20 + [0.025] * 20)
+    assert any(w.startswith("drifted: the second half of the run was -17%") and "warm-up too short" in w
+               for w in faster.warnings)
     # the same values shuffled into alternation have no drift: order matters, not the spread
     alternating = LatencyStats.of([0.025, 0.030] * 20)
     assert alternating.drift == pytest.approx(0.0)

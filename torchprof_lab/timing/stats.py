@@ -73,8 +73,10 @@ class LatencyStats:
             notes.append(f"noisy: IQR is {self.relative_iqr:.0%} of the median")
         drift = self.drift
         if drift is not None and abs(drift) > DRIFT_WARNING:
+            cause = ("a clock boost ending, throttling or other load starting?" if drift > 0
+                     else "a warm-up too short, or other load ending?")
             notes.append(f"drifted: the second half of the run was {drift:+.0%} against the first "
-                         "(clock boost ending, throttling or other load?); a longer warm-up may settle it")
+                         f"({cause}); a longer --warmup-time may settle it")
         if self.n < 100:
             notes.append(f"p99 from only {self.n} samples")
         return notes
