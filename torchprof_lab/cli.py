@@ -153,6 +153,9 @@ def _compare_dtypes(args) -> int:
         report = compare_precision(built.model, None if sample is not None else args.input_shape or built.input_shape,
                                    args.batch[0], dtypes=[d.strip() for d in args.compare_dtypes.split(",") if d.strip()],
                                    inputs=sample, min_time=args.min_time, warmup=args.warmup, name=built.name)
+        if built.random_weights:
+            report.notes.insert(0, "weights: random initialisation (no --weights): the errors and top-1 "
+                                   "agreement describe an untrained model")
     except (ProfilerError, ValueError, TypeError, OSError) as exc:
         print(f"torchprof_lab: error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ class BuiltModel:
     model: nn.Module
     name: str
     input_shape: tuple[int, ...]
+    random_weights: bool = False  # a torchvision model built with weights=None
 
 
 def torchvision_names() -> list[str]:
@@ -85,7 +86,7 @@ def _torchvision(name: str, weights: str | None, device: str | None) -> BuiltMod
     model = _on_device(lambda: builder(**kwargs), device)
     size = getattr(model, "image_size", None)  # ViTs are built for one size
     shape = (3, size, size) if isinstance(size, int) else _input_shape(name, weights)
-    return BuiltModel(model, name, shape)
+    return BuiltModel(model, name, shape, random_weights=weights is None)
 
 
 def _input_shape(name: str, weights: str | None) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ import copy
 import io
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tabulate import tabulate
@@ -45,13 +45,14 @@ class PrecisionReport:
     inputs: str  # "random ...", "given batch ..." or "DataLoader ..."
     samples: int
     rows: list[PrecisionRow]
+    notes: list[str] = field(default_factory=list)  # what makes these errors hard to read
 
     def row(self, dtype: str) -> PrecisionRow:
         return next(r for r in self.rows if r.dtype == dtype)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "device": self.device, "inputs": self.inputs, "samples": self.samples,
-                "rows": [r.to_dict() for r in self.rows]}
+                "rows": [r.to_dict() for r in self.rows], "notes": list(self.notes)}
 
     def __str__(self) -> str:
         rows = [[r.dtype, f"{r.p50_s * 1e3:.3f}", f"{r.speedup:.2f}x", f"{r.max_abs_error:.3g}",
@@ -62,7 +63,8 @@ class PrecisionReport:
                                         "Max rel err", "Mean rel err", "Top-1 agree", "Model MB"])
         return (f"Precision against fp32: {self.model} on {self.device}, {self.samples} samples, inputs: "
                 f"{self.inputs}\n{table}\nErrors are against the fp32 outputs on the same inputs; relative "
-                f"errors divide by the fp32 outputs' max (max) or L1 norm (mean).")
+                f"errors divide by the fp32 outputs' max (max) or L1 norm (mean)."
+                + "".join(f"\nNote: {note}" for note in self.notes))
 
 
 def _serialized_bytes(model: nn.Module) -> int:
@@ -147,7 +149,22 @@ def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None
         rows.append(_row(dtype, timing.rows[0].latency.p50, fp32_p50, outputs, reference,
                          _serialized_bytes(work)))
     samples = sum(b.shape[0] for b in batches)
-    return PrecisionReport(name or type(model).__name__, str(device), described, samples, rows)
+    return PrecisionReport(name or type(model).__name__, str(device), described, samples, rows,
+                           _tiny_output_notes(reference))
+
+
+TINY_OUTPUT = 1e-4  # fp32 outputs below this in magnitude are a sign of untrained weights
+
+
+def _tiny_output_notes(reference) -> list[str]:
+    """Untrained models can emit near-zero outputs, which low precisions lose outright (int8
+    dynamic quantization floors its activation scale near 1e-7): say so beside the table."""
+    largest = max((r.abs().max().item() for ref in reference for r in ref if r.numel()), default=0.0)
+    if largest >= TINY_OUTPUT:
+        return []
+    return [f"the fp32 outputs are tiny (max |y| = {largest:.2g}), as from untrained weights; low "
+            f"precisions can round them away, so errors and top-1 agreement say little here. "
+            f"Compare trained weights (--weights DEFAULT, or a model you trained)."]
 
 
 def _row(dtype, p50, fp32_p50, outputs, reference, size) -> PrecisionRow:
