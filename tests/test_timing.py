@@ -121,13 +121,26 @@ def test_listed_sizes_go_on_after_an_oom_row_and_max_batch_is_found():
     assert b.max_batch == 11
 
 
-def test_other_errors_are_not_swallowed():
+def test_other_errors_are_not_swallowed_and_the_model_is_restored():
     class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(3)
+
         def forward(self, x):
+            self.bn(x)  # updates running stats in train mode, then fails
             raise ValueError("a real bug")
 
-    with pytest.raises(ValueError, match="a real bug"):
-        torchprof_lab.benchmark(Broken(), (3,), [1], **FAST)
+    for per_layer, train in ((False, False), (True, False), (False, True)):
+        model = Broken().train()
+        before = copy.deepcopy(model.state_dict())
+        hooks = (dict(torch.nn.modules.module._global_forward_hooks),
+                 dict(torch.nn.modules.module._global_forward_pre_hooks))
+        with pytest.raises(ValueError, match="a real bug"):
+            torchprof_lab.benchmark(model, (3,), [2], per_layer=per_layer, train=train, **FAST)
+        assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+        assert hooks == (dict(torch.nn.modules.module._global_forward_hooks),
+                         dict(torch.nn.modules.module._global_forward_pre_hooks))
 
 
 def test_is_out_of_memory():
