@@ -113,3 +113,40 @@ def test_utilisation_against_the_clock_nvml_saw():
     row.power = SimpleNamespace(mean_sm_clock_mhz=705.0, joules=None)  # ran at half the boost clock
     compare_with_hardware(r, Ceiling("cuda:0", "fp16", 312e12, 1.555e12, "A100 table", clock_mhz=1410.0))
     assert row.utilisation_at_observed_clock == pytest.approx(2 * row.utilisation)
+
+
+def test_batch_scaling_picture_draws_the_rows(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from torchprof_lab.report.plot import batch_scaling_figure, batch_scaling_png
+
+    class OomAbove(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            if x.shape[0] > 6:
+                raise MemoryError("pretend the batch does not fit")
+            return self.fc(x)
+
+    b = torchprof_lab.benchmark(OomAbove(), (8,), [1, 2, 4, 8], max_batch=True, **FAST)
+    fig = batch_scaling_figure(b, plt)
+    left, right = fig.axes
+    ok = [r for r in b.rows if r.ok]
+    assert list(left.lines[0].get_xdata()) == [1, 2, 4]
+    assert list(left.lines[0].get_ydata()) == pytest.approx([r.samples_per_s for r in ok])
+    assert list(right.lines[0].get_ydata()) == pytest.approx([r.latency.p50 * 1e3 for r in ok])
+    labels = left.get_legend_handles_labels()[1]
+    assert "OOM at 8" in labels and "largest that fits: 6" in labels
+    plt.close(fig)
+    png = batch_scaling_png(b, str(tmp_path / "b.png"))
+    assert open(png, "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "1,2", "--min-time", "0.05", "--warmup", "1",
+                 "--batch-plot", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["resnet18", "--no-timing", "--batch-plot", str(tmp_path / "d.png")]) == 2
+    assert not (tmp_path / "d.png").exists()

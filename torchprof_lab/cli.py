@@ -10,7 +10,7 @@ import torch
 
 from .api import profile
 from .hardware.info import device_info
-from .report.plot import roofline_png
+from .report.plot import batch_scaling_png, roofline_png
 from .errors import ProfilerError, UncountedOpsError
 from .models import build_model
 from .precision import compare_precision
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     t.add_argument("--per-layer", action="store_true", help="also time every layer in a separate pass")
     t.add_argument("--roofline", metavar="PNG", help="draw the roofline with every layer to this PNG (matplotlib)")
+    t.add_argument("--batch-plot", metavar="PNG",
+                   help="draw samples/s and latency against batch size to this PNG (matplotlib); "
+                        "pairs with --batch 1,8,64 or --sweep")
     d = p.add_argument_group("distributed")
     d.add_argument("--ddp", action="store_true", help="with --train under torchrun: time the DistributedDataParallel "
                    "step on every rank (gloo on CPU, NCCL on GPUs); rank 0 prints")
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ddp:
         return _ddp(args)
     try:
+        if args.batch_plot and (args.no_timing or args.device == "meta"):
+            raise ValueError("--batch-plot draws timing rows: drop --no-timing and --device meta")
         built = build_model(args.model, weights=args.weights, device=args.device)
         report = profile(built.model, args.input_shape or built.input_shape, batch_sizes=args.batch,
                          timing=not args.no_timing, device=args.device, train=args.train, strict=args.strict,
@@ -129,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.roofline:
             roofline_png(report, args.roofline, args.depth)
             print(f"wrote roofline to {args.roofline}", file=sys.stderr)
+        if args.batch_plot:
+            batch_scaling_png(report.timing, args.batch_plot)
+            print(f"wrote batch scaling to {args.batch_plot}", file=sys.stderr)
     except UncountedOpsError as exc:
         print(f"torchprof_lab: error: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,22 @@
-"""The roofline picture: the device's roof, each layer and the whole model as points."""
+"""Pictures: the roofline (the device's roof, each layer and the whole model as points) and
+batch scaling (samples/s and latency against batch size)."""
 
 from __future__ import annotations
 
 from ..errors import ProfilerError
+
+
+def _pyplot(what: str):
+    """matplotlib.pyplot on the file-only Agg backend, or a clear error naming the extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ProfilerError(f"{what} needs matplotlib: pip install 'torchprof_lab[plot]' "
+                            "(or pip install matplotlib)") from exc
+    return plt
 
 
 def roofline_png(report, path: str, depth: int | None = None) -> str:
@@ -11,14 +25,7 @@ def roofline_png(report, path: str, depth: int | None = None) -> str:
     Each layer with work sits at its arithmetic intensity; measured points (FLOPs / per-layer
     latency) where per-layer timing ran, else the bound it could reach. Needs matplotlib.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ProfilerError("the roofline picture needs matplotlib: pip install 'torchprof_lab[plot]' "
-                            "(or pip install matplotlib)") from exc
+    plt = _pyplot("the roofline picture")
     timing = report.timing
     ceiling = getattr(timing, "ceiling", None) if timing is not None else None
     if ceiling is None:
@@ -59,3 +66,49 @@ def roofline_png(report, path: str, depth: int | None = None) -> str:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def batch_scaling_png(timing, path: str) -> str:
+    """Write the batch-scaling picture of ``timing`` (a BenchmarkReport) to ``path``. Needs matplotlib."""
+    plt = _pyplot("the batch-scaling picture")
+    fig = batch_scaling_figure(timing, plt)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def batch_scaling_figure(timing, plt):
+    """samples/s (one batch at a time, and back to back) and p50 latency with its p90 and p99
+    against batch size; out-of-memory sizes and the largest batch that fits are marked."""
+    ok = [r for r in timing.rows if r.ok]
+    if not ok:
+        raise ProfilerError("no batch size ran: nothing to draw")
+    batches = [r.batch_size for r in ok]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    left.plot(batches, [r.samples_per_s for r in ok], marker="o", label="one batch at a time (batch / p50)")
+    back_to_back = [(r.batch_size, r.throughput_samples_per_s) for r in ok if r.throughput_samples_per_s]
+    if back_to_back:
+        left.plot(*zip(*back_to_back), marker="s", ls="--", label="back to back")
+    left.set_ylabel("samples/s")
+    right.plot(batches, [r.latency.p50 * 1e3 for r in ok], marker="o", color="tab:green", label="p50")
+    right.fill_between(batches, [r.latency.p50 * 1e3 for r in ok], [r.latency.p99 * 1e3 for r in ok],
+                       color="tab:green", alpha=0.15, label="p50 to p99")
+    right.plot(batches, [r.latency.p90 * 1e3 for r in ok], color="tab:green", ls=":", label="p90")
+    right.set_ylabel("latency per batch (ms)")
+    for ax in (left, right):
+        for row in timing.rows:
+            if not row.ok:
+                ax.axvline(row.batch_size, color="tab:red", ls="--", lw=1, label=f"{row.status} at {row.batch_size}")
+        if timing.max_batch:
+            ax.axvline(timing.max_batch, color="grey", ls=":", lw=1, label=f"largest that fits: {timing.max_batch}")
+        ax.set_xscale("log", base=2)
+        sizes = sorted({r.batch_size for r in timing.rows} | ({timing.max_batch} if timing.max_batch else set()))
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("batch size")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"Batch scaling: {timing.model}, {timing.mode}, {timing.dtype}, {timing.device}")
+    fig.tight_layout()
+    return fig
