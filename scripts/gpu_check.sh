@@ -16,7 +16,7 @@ run infer_fp32 "$py" -m torchprof_lab resnet50 --device cuda --batch 1,8,64 --de
 run infer_fp16 "$py" -m torchprof_lab resnet50 --device cuda --batch 64 --dtype fp16 --channels-last --depth 1 --per-layer --roofline "$out/roofline_fp16.png"
 run infer_tf32 "$py" -m torchprof_lab resnet50 --device cuda --batch 64 --dtype tf32 --depth 1
 run train_bf16 "$py" -m torchprof_lab resnet50 --device cuda --batch 64 --train --dtype bf16 --depth 1
-run sweep "$py" -m torchprof_lab resnet50 --device cuda --sweep --max-batch --sweep-budget 240 --min-time 0.5 --depth 1
+run sweep "$py" -m torchprof_lab resnet50 --device cuda --sweep --max-batch --sweep-budget 240 --min-time 0.5 --depth 1 --batch-plot "$out/batch_scaling.png"
 run compile "$py" -m torchprof_lab resnet50 --device cuda --batch 64 --compile --dtype fp16 --depth 1
 run precision "$py" -m torchprof_lab resnet50 --device cuda --batch 32 --compare-dtypes fp32,fp16,bf16,tf32
 run ddp_nccl "$py" -m torch.distributed.run --standalone --nproc_per_node 1 -m torchprof_lab resnet18 --device cuda --train --ddp --batch 64
