@@ -45,7 +45,7 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
     return ProfileReport(
         model=name or type(model).__name__, inputs=description, batch_size=batch,
         device=str(run_device), mode="train" if train else "eval", backward=backward,
-        params_used=params_used(model, result), **tensor_totals(model),
+        params_used=params_used(model, result), **tensor_totals(model, list(result.accumulators)),
         param_dtype=_DTYPE_NAMES.get(dtype, str(dtype)),
         model_record=model_record, layers=layers, uncounted_ops=result.uncounted, depth=depth,
     )

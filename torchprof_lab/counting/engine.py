@@ -49,7 +49,8 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
     root = accumulators[model]
     tracker = LayerTracker(accumulators, root, track_backward=backward)
     counter = CountingMode(tracker)
-    with mode_restored(model, train), buffers_restored(model):
+    modules = list(accumulators)
+    with mode_restored(model, train, modules), buffers_restored(model, modules):
         substitutes = meta_twins(model) if meta else {}
         tracker.attach()
         try:

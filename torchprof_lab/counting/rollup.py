@@ -15,14 +15,14 @@ def _own_params(module: nn.Module):
     return [p for p in module._parameters.values() if p is not None]
 
 
-def tensor_totals(model: nn.Module) -> dict[str, int]:
-    """Parameter and buffer totals in one walk, shared tensors once.
+def tensor_totals(model: nn.Module, modules: list[nn.Module] | None = None) -> dict[str, int]:
+    """Parameter and buffer totals in one walk (none if ``modules`` is given), shared tensors once.
 
     state_dict_bytes is what state_dict() holds: parameters and persistent buffers.
     """
     params: dict[int, torch.Tensor] = {}
     buffers: dict[int, tuple[torch.Tensor, bool]] = {}
-    for module in model.modules():
+    for module in (model.modules() if modules is None else modules):
         for p in _own_params(module):
             params[id(p)] = p
         for name, b in module._buffers.items():
@@ -44,7 +44,7 @@ def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, li
     A module reachable from two parents is rolled into the first one only, so the model
     total counts every op once.
     """
-    named = list(model.named_modules())
+    named = [(acc.name, module) for module, acc in result.accumulators.items()]  # pre-order, as the pass
     owner: dict[nn.Module, nn.Module] = {}
     for name, module in named:
         for child in module._modules.values():
