@@ -69,17 +69,25 @@ def test_cpu_description():
 
 
 def test_cpu_ceilings_measured_for_real_and_stable():
-    first = measure_cpu_ceilings.__wrapped__(budget=0.5)
-    second = measure_cpu_ceilings.__wrapped__(budget=0.5)
-    for c in (first, second):
+    # Two runs agree within 30%. Most pairs here agree within 3%, but this 2-vCPU VM has a slow
+    # state that can take a whole half-second window: 1 pair in 12 read 1.40x (186 vs 133 GFLOP/s).
+    # So a third run may settle it: some two of three must agree. Noise spoils one window; a
+    # calibrator that does not reproduce itself would fail every pair.
+    runs = [measure_cpu_ceilings.__wrapped__(budget=0.5) for _ in range(2)]
+    for c in runs:
         assert math.isfinite(c.matmul_flops) and c.matmul_flops > 1e9
         assert math.isfinite(c.copy_bytes_per_s) and c.copy_bytes_per_s > 1e8
-    # median ceilings on a shared 2-core machine agree within 30% (measured: within ~3%)
-    assert 0.7 < first.matmul_flops / second.matmul_flops < 1.3
-    assert 0.7 < first.copy_bytes_per_s / second.copy_bytes_per_s < 1.3
+
+    def agreeing_pair(key):
+        values = [getattr(c, key) for c in runs]
+        return any(0.7 < a / b < 1.3 for i, a in enumerate(values) for b in values[i + 1:])
+
+    if not (agreeing_pair("matmul_flops") and agreeing_pair("copy_bytes_per_s")):
+        runs.append(measure_cpu_ceilings.__wrapped__(budget=0.5))
+    assert agreeing_pair("matmul_flops") and agreeing_pair("copy_bytes_per_s")
     estimate = cpu_info().estimated_peak_flops
-    if estimate:
-        assert first.matmul_flops < 1.2 * estimate  # a measurement cannot beat the hardware by much
+    if estimate:  # a measurement cannot beat the hardware by much
+        assert max(c.matmul_flops for c in runs) < 1.2 * estimate
 
 
 def test_derived_ceiling_from_nvml_reproduces_the_table_for_a_gpu_it_has():
