@@ -211,6 +211,6 @@ def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool 
             # Free DDP's reducer and the comm hook's futures (Python objects held by gloo's C++
             # threads) while the interpreter is whole; left to interpreter exit they abort it
             # ("terminate called without an active exception": 1 run in 8-24 alone here, and in 2 of
-            # 2 full test-suite runs; none in 30 runs and a full suite since).
+            # 2 full test-suite runs; none in 30 runs alone since).
             gc.collect()
             dist.destroy_process_group()
