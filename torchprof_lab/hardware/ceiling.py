@@ -94,7 +94,6 @@ def _derived_for_device(device: torch.device, dtype: str) -> Ceiling | None:
     if nvml is None:
         return None
     props = torch.cuda.get_device_properties(device)
-    uuid = f"GPU-{props.uuid}" if getattr(props, "uuid", None) else None
-    readings = gpu_readings(nvml, handle_for(nvml, device.index or 0, uuid))
+    readings = gpu_readings(nvml, handle_for(nvml, device.index or 0))
     return derived_gpu_ceiling(str(device), dtype, props.name, props.multi_processor_count,
                                f"{props.major}.{props.minor}", readings)

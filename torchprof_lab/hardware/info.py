@@ -45,8 +45,7 @@ def gpu_fields(index: int, nvml=None) -> dict:
     nvml = nvml or load_nvml()
     fields: dict = {}
     if nvml is not None:
-        uuid = f"GPU-{props.uuid}" if props is not None and getattr(props, "uuid", None) else None
-        fields.update(gpu_readings(nvml, handle_for(nvml, index, uuid)))
+        fields.update(gpu_readings(nvml, handle_for(nvml, index)))
     else:
         fields["nvml"] = "not available (no pynvml or no driver): power, clocks and temperature unknown"
     if props is not None:

@@ -46,14 +46,25 @@ def throttle_names(bits) -> list[str] | str:
     return [name for bit, name in THROTTLE_REASONS.items() if bits & bit] or ["none"]
 
 
-def handle_for(nvml, index: int = 0, uuid: str | None = None):
-    """By UUID when torch gives one (NVML enumerates in PCI order, CUDA may not), else by index."""
+def handle_for(nvml, index: int = 0):
+    """NVML's handle for CUDA device ``index``: by the UUID torch reports for it (NVML enumerates
+    in PCI order, CUDA may not), else by index."""
+    uuid = _cuda_uuid(index)
     if uuid:
         try:
             return nvml.nvmlDeviceGetHandleByUUID(uuid)
         except Exception:  # noqa: BLE001
             pass
     return nvml.nvmlDeviceGetHandleByIndex(index)
+
+
+def _cuda_uuid(index: int) -> str | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return f"GPU-{uuid}" if uuid else None
 
 
 def gpu_readings(nvml, handle) -> dict:

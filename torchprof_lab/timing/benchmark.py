@@ -132,9 +132,7 @@ def _power_sampler_factory(device: torch.device):
     nvml = load_nvml()
     if nvml is None:
         return None
-    props = torch.cuda.get_device_properties(device)
-    uuid = f"GPU-{props.uuid}" if getattr(props, "uuid", None) else None
-    handle = handle_for(nvml, device.index or 0, uuid)
+    handle = handle_for(nvml, device.index or 0)
     return lambda: PowerSampler(nvml, handle)
 
 
