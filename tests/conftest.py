@@ -1,3 +1,10 @@
+"""Shared test helpers; tests/ is put on sys.path so test folders import fake_pynvml and ddp_models."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import torch
 import pytest
 

@@ -1,18 +1,26 @@
 """torchprof_lab: per-layer cost, speed and hardware use of PyTorch models."""
 
 from .api import count, profile
+from .counting.registry import register_formula, unregister_formula
+from .counting.result import LayerRecord
+from .dtypes import Precision, precision
+from .errors import ForwardError, ProfilerError, UncountedOpsError, UnknownModelError
+from .hardware.ceiling import Ceiling
 from .hardware.info import device_info
 from .hardware.peak import peak_bandwidth, peak_flops
 from .precision import compare_precision
-from .errors import ForwardError, ProfilerError, UncountedOpsError, UnknownModelError
-from .report.records import LayerRecord, ProfileReport
-from .report.timing_records import BenchmarkReport, BenchmarkRow
+from .result import ProfileReport
 from .timing.benchmark import benchmark
+from .timing.options import TimingOptions
+from .timing.result import BenchmarkReport, BenchmarkRow
 from .timing.stats import LatencyStats
+
+Profile = ProfileReport
 
 __all__ = [
     "count", "profile", "benchmark", "device_info", "peak_flops", "peak_bandwidth", "compare_precision",
-    "ProfileReport", "LayerRecord", "BenchmarkReport", "BenchmarkRow", "LatencyStats",
+    "register_formula", "unregister_formula", "precision", "Precision", "TimingOptions", "Ceiling",
+    "Profile", "ProfileReport", "LayerRecord", "BenchmarkReport", "BenchmarkRow", "LatencyStats",
     "ProfilerError", "ForwardError", "UncountedOpsError", "UnknownModelError",
 ]
 __version__ = "0.1.0"

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
-from tabulate import tabulate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .timing.clock import clock_for
-from .timing.prepare import TimingOptions, example_batch, make_step
+from .report import render
+from .timing.loop import clock_for, sample
+from .timing.options import TimingOptions
+from .timing.prepare import example_batch, make_step, plan
 from .timing.stats import LatencyStats
 
 
@@ -90,21 +91,7 @@ class DistributedReport:
                 "ranks": [r.to_dict() for r in self.rows]}
 
     def __str__(self) -> str:
-        rows = [[r.rank, r.host, r.device, r.threads, f"{r.latency.p50 * 1e3:.2f}", f"{r.latency.p90 * 1e3:.2f}",
-                 f"{r.samples_per_s:.1f}", f"{r.comm_s_per_step * 1e3:.2f}"] for r in self.rows]
-        table = tabulate(rows, headers=["Rank", "Host", "Device", "Threads", "Step p50 ms", "Step p90 ms",
-                                        "Samples/s", "All-reduce ms/step"])
-        return "\n".join([
-            f"DDP training step: {self.model}, {self.world_size} ranks ({self.backend}), batch "
-            f"{self.batch_size_per_rank} per rank",
-            table,
-            f"Total {self.total_samples_per_s:.1f} samples/s; slowest rank {self.slowest_rank}; single process "
-            f"{self.single_samples_per_s:.1f} samples/s ({self.single_source}); scaling efficiency "
-            f"{self.efficiency * 100:.1f}% = total / ({self.world_size} x single)",
-            f"Gradient all-reduce per step: {self.allreduce_bytes_per_step / 1e6:.2f} MB sent per rank "
-            f"(parameters {self.param_bytes / 1e6:.2f} MB x 2(N-1)/N); all-reduce time is launch to completion "
-            f"per bucket, overlapping the backward pass",
-        ])
+        return render.render(self)
 
 
 def _timing_hook(record: list):
@@ -125,51 +112,51 @@ def _timing_hook(record: list):
 
 def _steps_everyone_runs(step, clock, min_time: float, min_runs: int) -> int:
     """The same step count on every rank (collectives must match): enough for the slowest rank."""
-    started = clock.start()
-    for _ in range(3):
-        step()
-    per_step = torch.tensor([clock.stop(started) / 3], dtype=torch.float64)
+    per_step = torch.tensor([sum(sample(step, clock, min_runs=3, max_runs=3)) / 3], dtype=torch.float64)
     dist.all_reduce(per_step, op=dist.ReduceOp.MAX)
     return max(min_runs, math.ceil(min_time / max(per_step.item(), 1e-9)))
 
 
-def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, min_time: float = 1.0,
-                  min_runs: int = 10, warmup: int = 3, single_samples_per_s: float | None = None,
-                  name: str | None = None) -> DistributedReport | None:
-    """Time the DDP training step (forward, loss, backward with gradient all-reduce, SGD step) on
-    every rank; rank 0 also times the plain step alone (others wait) for the scaling baseline."""
+def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, options: TimingOptions | None = None,
+                  single_samples_per_s: float | None = None, name: str | None = None,
+                  **settings) -> DistributedReport | None:
+    """Time the DDP training step (forward, loss, backward with gradient all-reduce, optimizer
+    step) on every rank; rank 0 also times the plain step alone (others wait) for the scaling
+    baseline. ``options`` or its fields as keywords, as for benchmark; train is implied."""
+    options = TimingOptions.of(options, **settings, train=True)
+    min_time, min_runs, warmup = options.min_time, options.min_runs, options.warmup
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("ddp_benchmark needs an initialised torch.distributed process group (run under torchrun)")
     rank, world = dist.get_rank(), dist.get_world_size()
     backend = dist.get_backend()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
-    options = TimingOptions(device=device, train=True, warmup=warmup, min_time=min_time, min_runs=min_runs)
     clock = clock_for(device)
     work = copy.deepcopy(model).to(device).train()
-    x = example_batch(work, tuple(input_shape), batch_size, options)
+    run = plan(work, options, device)
+    x = example_batch(tuple(input_shape), batch_size, run)
     source = "given"
     if single_samples_per_s is None:
         source = "measured on rank 0 in this run, other ranks idle"
         value = torch.zeros(1, dtype=torch.float64)
         if rank == 0:
             alone = copy.deepcopy(work)
-            step = make_step(alone, (x,), {}, options)
+            step = make_step(alone, (x,), {}, run)
             for _ in range(warmup):
                 step()
-            runs = _timed(step, clock, max(min_runs, 5), min_time)
+            runs = sample(step, clock, min_runs=max(min_runs, 5), min_time=min_time)
             value[0] = batch_size / LatencyStats.of(runs).p50
         dist.broadcast(value, src=0)
         single_samples_per_s = value.item()
     ddp = DistributedDataParallel(work, device_ids=[local_rank] if device.type == "cuda" else None)
     comm: list[float] = []
     ddp.register_comm_hook(None, _timing_hook(comm))
-    step = make_step(ddp, (x,), {}, options)
+    step = make_step(ddp, (x,), {}, run)
     for _ in range(warmup):
         step()
     steps = _steps_everyone_runs(step, clock, min_time, min_runs)
     comm.clear()
-    samples = _timed(step, clock, steps, 0.0)
+    samples = sample(step, clock, min_runs=steps, max_runs=steps)
     row = RankRow(rank, os.uname().nodename, str(device), torch.get_num_threads(), LatencyStats.of(samples),
                   batch_size, sum(comm) / steps)
     gathered = [None] * world if rank == 0 else None
@@ -179,15 +166,6 @@ def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, min_tim
     param_bytes = sum(p.numel() * p.element_size() for p in work.parameters() if p.requires_grad)
     return DistributedReport(name or type(model).__name__, backend, world, batch_size, param_bytes,
                              single_samples_per_s, source, sorted(gathered, key=lambda r: r.rank))
-
-
-def _timed(step, clock, runs: int, min_time: float) -> list[float]:
-    samples = []
-    while len(samples) < runs or sum(samples) < min_time:
-        started = clock.start()
-        step()
-        samples.append(clock.stop(started))
-    return samples
 
 
 def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool = False,

@@ -6,21 +6,22 @@ import copy
 import io
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import torch
-from tabulate import tabulate
 from torch import nn
-from torch.utils._pytree import tree_leaves
 
+from .dtypes import precision
 from .model_state import model_device
+from .report import render
 from .timing.benchmark import benchmark
-from .timing.prepare import DTYPES as FLOAT_DTYPES
+from .timing.options import TimingOptions
+from .torch_internals import tree_leaves
 
-SUPPORTED = (*FLOAT_DTYPES, "int8")
+SUPPORTED = ("fp32", "tf32", "fp16", "bf16", "int8")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrecisionRow:
     """One precision against fp32 on the same inputs."""
 
@@ -38,14 +39,14 @@ class PrecisionRow:
         return dict(self.__dict__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrecisionReport:
     model: str
     device: str
     inputs: str  # "random ...", "given batch ..." or "DataLoader ..."
     samples: int
-    rows: list[PrecisionRow]
-    notes: list[str] = field(default_factory=list)  # what makes these errors hard to read
+    rows: tuple[PrecisionRow, ...]
+    notes: tuple[str, ...] = ()  # what makes these errors hard to read
 
     def row(self, dtype: str) -> PrecisionRow:
         return next(r for r in self.rows if r.dtype == dtype)
@@ -55,16 +56,7 @@ class PrecisionReport:
                 "rows": [r.to_dict() for r in self.rows], "notes": list(self.notes)}
 
     def __str__(self) -> str:
-        rows = [[r.dtype, f"{r.p50_s * 1e3:.3f}", f"{r.speedup:.2f}x", f"{r.max_abs_error:.3g}",
-                 f"{r.mean_abs_error:.3g}", f"{r.max_rel_error:.3g}", f"{r.mean_rel_error:.3g}",
-                 "-" if r.top1_agreement is None else f"{r.top1_agreement * 100:.1f}%",
-                 f"{r.model_bytes / 1e6:.2f}"] for r in self.rows]
-        table = tabulate(rows, headers=["Precision", "p50 ms", "Speed-up", "Max abs err", "Mean abs err",
-                                        "Max rel err", "Mean rel err", "Top-1 agree", "Model MB"])
-        return (f"Precision against fp32: {self.model} on {self.device}, {self.samples} samples, inputs: "
-                f"{self.inputs}\n{table}\nErrors are against the fp32 outputs on the same inputs; relative "
-                f"errors divide by the fp32 outputs' max (max) or L1 norm (mean)."
-                + "".join(f"\nNote: {note}" for note in self.notes))
+        return render.render(self)
 
 
 def _serialized_bytes(model: nn.Module) -> int:
@@ -82,7 +74,7 @@ def _variant(model: nn.Module, dtype: str, device: torch.device) -> nn.Module:
             warnings.simplefilter("ignore")  # torch.ao's own deprecation notices
             return torch.ao.quantization.quantize_dynamic(work, {nn.Linear}, dtype=torch.qint8)
     if dtype in ("fp16", "bf16"):
-        return work.to(FLOAT_DTYPES[dtype])
+        return work.to(precision(dtype).dtype)
     return work
 
 
@@ -111,19 +103,26 @@ def _floats(output) -> list[torch.Tensor]:
     return [t.float() for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
+def _precision_names(dtypes) -> list[str]:
+    """'bf16,int8', ['BF16', torch.float16] ... as canonical names, fp32 first, each once."""
+    if isinstance(dtypes, (str, torch.dtype)):
+        dtypes = [d for d in dtypes.split(",") if d.strip()] if isinstance(dtypes, str) else [dtypes]
+    names = [precision(d, allowed=SUPPORTED).name for d in dtypes]
+    return list(dict.fromkeys(["fp32", *names]))
+
+
 def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 8, *,
-                      dtypes: Iterable[str] = ("fp32", "bf16", "int8"), inputs=None, loader=None,
-                      max_batches: int = 4, min_time: float = 0.5, warmup: int = 2,
-                      name: str | None = None) -> PrecisionReport:
+                      dtypes: Iterable[str] | str = ("fp32", "bf16", "int8"), inputs=None, loader=None,
+                      max_batches: int = 4, options: TimingOptions | None = None, name: str | None = None,
+                      notes: Sequence[str] = (), **settings) -> PrecisionReport:
     """For each precision: its speed-up over fp32 (benchmark p50 on the first batch) and how far
     its outputs move from fp32's on the same inputs (random, a given batch, or a DataLoader).
-    int8 is torch.ao dynamic quantization of the Linear layers (CPU). The model is not changed."""
+    int8 is torch.ao dynamic quantization of the Linear layers (CPU). The model is not changed.
+    Timing follows ``options`` (or its fields as keywords; default min_time 0.5 s, warmup 2)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dtypes = list(dict.fromkeys(["fp32", *dtypes]))
-    unknown = [d for d in dtypes if d not in SUPPORTED]
-    if unknown:
-        raise ValueError(f"unknown precision(s) {unknown}; choose from {', '.join(SUPPORTED)}")
+    dtypes = _precision_names(dtypes)
+    options = TimingOptions.of(options or TimingOptions(min_time=0.5, warmup=2), **settings, progress=False)
     device = model_device(model)
     if device.type == "meta":
         raise ValueError("a model on the meta device has no weights to compare")
@@ -133,7 +132,7 @@ def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None
     reference, rows = None, []
     for dtype in dtypes:
         work = _variant(model, dtype, device)
-        cast = FLOAT_DTYPES.get(dtype, torch.float32)
+        cast = precision(dtype).dtype if dtype != "int8" else torch.float32
         tf32 = dtype == "tf32"
         saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         try:
@@ -141,7 +140,8 @@ def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None
             with torch.inference_mode():
                 outputs = [_floats(work(b.to(cast) if b.is_floating_point() else b)) for b in batches]
             first = batches[0].to(cast) if batches[0].is_floating_point() else batches[0]
-            timing = benchmark(work, inputs=first, min_time=min_time, warmup=warmup, progress=False)
+            # the run's precision is the variant's own, so tf32 keeps TF32 math on while timed
+            timing = benchmark(work, inputs=first, options=replace(options, dtype=None if dtype == "int8" else dtype))
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
         if reference is None:
@@ -149,8 +149,8 @@ def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None
         rows.append(_row(dtype, timing.rows[0].latency.p50, fp32_p50, outputs, reference,
                          _serialized_bytes(work)))
     samples = sum(b.shape[0] for b in batches)
-    return PrecisionReport(name or type(model).__name__, str(device), described, samples, rows,
-                           _tiny_output_notes(reference))
+    return PrecisionReport(name or type(model).__name__, str(device), described, samples, tuple(rows),
+                           (*notes, *_tiny_output_notes(reference)))
 
 
 TINY_OUTPUT = 1e-4  # fp32 outputs below this in magnitude are a sign of untrained weights

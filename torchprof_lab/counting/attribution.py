@@ -14,8 +14,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-_get_sequence_nr = torch._C._autograd._get_sequence_nr
-_current_autograd_node = torch._C._current_autograd_node
+from ..torch_internals import current_autograd_node, get_sequence_nr, sequence_nr_of
 
 
 class Accumulator:
@@ -81,7 +80,7 @@ class LayerTracker:
             arg_stack.append(args)
             acc.calls += 1
             if track:
-                seqs.append(_get_sequence_nr())
+                seqs.append(get_sequence_nr())
                 owners.append(acc)
 
         return pre_hook
@@ -100,7 +99,7 @@ class LayerTracker:
             if acc.output_shape is None:
                 acc.output_shape = shape_of(output)
             if track:
-                seqs.append(_get_sequence_nr())
+                seqs.append(get_sequence_nr())
                 owners.append(stack[-1])
 
         return post_hook
@@ -112,10 +111,10 @@ class LayerTracker:
 
     def backward_owner(self) -> Accumulator:
         """The layer whose forward created the autograd node now running backward."""
-        node = _current_autograd_node()
+        node = current_autograd_node()
         if node is None:
             return self.root
-        seq = node._sequence_nr()
+        seq = sequence_nr_of(node)
         acc = self._node_cache.get(seq)
         if acc is None:
             i = bisect_right(self._events_seq, seq) - 1

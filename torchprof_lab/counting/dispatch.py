@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..torch_internals import TorchDispatchMode, can_decompose, decompose
 from .attribution import LayerTracker
 from .registry import registry
 
@@ -32,12 +32,13 @@ def io_bytes(args, out) -> int:
 class CountingMode(TorchDispatchMode):
     """Runs each op, looks up its formula and adds MACs, FLOPs and bytes to the running layer."""
 
-    def __init__(self, tracker: LayerTracker):
+    def __init__(self, tracker: LayerTracker, table: dict | None = None):
+        """table: {OpOverload: OpCost} to count with (``registry.formula_table``); default the live registry."""
         super().__init__()
         self.tracker = tracker
         self.backward = False
         self.uncounted: dict = {}
-        self._table = registry()
+        self._table = registry() if table is None else table
         self._stack = tracker.stack
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -74,12 +75,12 @@ class CountingMode(TorchDispatchMode):
     def _without_formula(self, func, args, kwargs):
         """Composite ops (seen whole under inference_mode) run as their parts; others are listed."""
         try:
-            decomposable = func._can_decompose()
+            decomposable = can_decompose(func)
         except RuntimeError:  # ops unknown to the dispatcher's tables, e.g. prim::device
             decomposable = False
         if decomposable:
             with self:
-                out = func.decompose(*args, **kwargs)
+                out = decompose(func, *args, **kwargs)
             if out is not NotImplemented:
                 return out
         self.uncounted[func] = self.uncounted.get(func, 0) + 1

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.utils._pytree import tree_leaves
 
 from ..errors import ForwardError
 from ..model_state import buffers_restored, meta_twins, mode_restored
+from ..torch_internals import tree_leaves
 from .attribution import Accumulator, LayerTracker
 from .dispatch import CountingMode
-from . import formulas  # noqa: F401  (registers the cost formulas)
+from .registry import formula_table
+from . import formulas as _builtin  # noqa: F401  (importing it registers the built-in formulas)
 
 
 @dataclass
@@ -36,22 +37,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backward: bool,
-             train: bool) -> PassResult:
+             train: bool, formulas: dict | None = None, cast: torch.dtype | None = None) -> PassResult:
     """Count one forward (and backward if asked) of ``model(*args, **kwargs)``.
 
-    On meta the model runs through ``functional_call`` with meta twins of its tensors; on a
-    real device buffers written in place are restored afterwards. Gradients come from
-    ``torch.autograd.grad``, so no ``.grad`` is left on any parameter.
+    On meta the model runs through ``functional_call`` with meta twins of its tensors (cast
+    to ``cast`` if given); on a real device buffers written in place are restored afterwards.
+    Gradients come from ``torch.autograd.grad``, so no ``.grad`` is left on any parameter.
+    ``formulas`` adds or overrides cost formulas for this pass.
     """
     if backward and torch.is_inference_mode_enabled():
         raise ValueError("backward=True cannot run inside torch.inference_mode(); count outside it")
     accumulators = {m: Accumulator(name, type(m).__name__) for name, m in model.named_modules()}
     root = accumulators[model]
     tracker = LayerTracker(accumulators, root, track_backward=backward)
-    counter = CountingMode(tracker)
+    counter = CountingMode(tracker, table=formula_table(formulas))
     modules = list(accumulators)
     with mode_restored(model, train, modules), buffers_restored(model, modules):
-        substitutes = meta_twins(model) if meta else {}
+        substitutes = meta_twins(model, cast) if meta else {}
         tracker.attach()
         try:
             grad_ctx = torch.enable_grad() if backward else torch.no_grad()

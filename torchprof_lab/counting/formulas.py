@@ -273,7 +273,8 @@ def _free(args, kwargs, out):
 
 
 register(*aten_ops(
-    "clone", "copy_", "copy", "_to_copy", "cat", "stack", "constant_pad_nd", "reflection_pad1d",
+    # aten_ops adds each name's in-place twin ("copy" brings copy_): listing both registers it twice
+    "clone", "copy", "_to_copy", "cat", "stack", "constant_pad_nd", "reflection_pad1d",
     "reflection_pad2d", "reflection_pad3d", "replication_pad1d", "replication_pad2d",
     "replication_pad3d", "index", "index_select", "gather", "scatter", "scatter_add",
     "index_put", "_unsafe_index_put", "_unsafe_index", "index_add", "roll", "flip", "repeat",

@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..report.records import LayerRecord
+from ..torch_internals import child_modules, own_buffers, own_parameters
 from .engine import PassResult
+from .result import LayerRecord
 
 _FIELDS = ("macs", "flops", "bytes", "bwd_macs", "bwd_flops", "bwd_bytes")
 
 
 def _own_params(module: nn.Module):
-    return [p for p in module._parameters.values() if p is not None]
+    return [p for _, p in own_parameters(module)]
 
 
 def tensor_totals(model: nn.Module, modules: list[nn.Module] | None = None) -> dict[str, int]:
@@ -25,9 +26,8 @@ def tensor_totals(model: nn.Module, modules: list[nn.Module] | None = None) -> d
     for module in (model.modules() if modules is None else modules):
         for p in _own_params(module):
             params[id(p)] = p
-        for name, b in module._buffers.items():
-            if b is not None:
-                buffers[id(b)] = (b, name not in module._non_persistent_buffers_set)
+        for _, b, persistent in own_buffers(module):
+            buffers[id(b)] = (b, persistent)
     return {
         "params": sum(p.numel() for p in params.values()),
         "trainable_params": sum(p.numel() for p in params.values() if p.requires_grad),
@@ -47,9 +47,8 @@ def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, li
     named = [(acc.name, module) for module, acc in result.accumulators.items()]  # pre-order, as the pass
     owner: dict[nn.Module, nn.Module] = {}
     for name, module in named:
-        for child in module._modules.values():
-            if child is not None:
-                owner.setdefault(child, module)
+        for _, child in child_modules(module):
+            owner.setdefault(child, module)
     totals = {m: [getattr(result.accumulators[m], f) for f in _FIELDS] for _, m in named}
     # parameters of each subtree, shared ones once: id -> numel, merged bottom-up
     params = {m: {id(p): p.numel() for p in _own_params(m)} for _, m in named}

@@ -6,15 +6,15 @@ import json
 from dataclasses import dataclass
 
 import torch
-from tabulate import tabulate
 
+from ..report import render
 from .cpu import cpu_info
 from .nvml import NOT_AVAILABLE, gpu_readings, handle_for, load_nvml
 from .peak import derived_bandwidth, derived_peak, peak_bandwidth, peak_flops
 from .specs import UnknownGpuError, find_gpu
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeviceInfo:
     kind: str  # "gpu" or "cpu"
     fields: dict
@@ -23,11 +23,10 @@ class DeviceInfo:
         return {"kind": self.kind, **self.fields}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=str)
+        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
 
     def __str__(self) -> str:
-        rows = [[k, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v] for k, v in self.fields.items()]
-        return tabulate(rows, headers=[f"{self.kind.upper()} field", "value"], tablefmt="simple")
+        return render.render(self)
 
 
 def device_info(device=None, nvml=None) -> DeviceInfo:
@@ -80,5 +79,5 @@ def gpu_peaks(fields: dict) -> dict:
     return {"peak_source": f"configs/gpu_specs.csv row {spec.gpu} ({'|'.join(spec.sources)})",
             "peak_fp32_flops": peak_flops(spec, "fp32"),
             "peak_fp16_tensor_flops": peak_flops(spec, "fp16"),
-            "peak_fp16_tensor_flops_datasheet_clock": peak_flops(spec, "fp16", clock="datasheet"),
+            "peak_fp16_tensor_flops_boost_clock": peak_flops(spec, "fp16", clock="boost"),
             "peak_bandwidth_bytes_per_s": peak_bandwidth(spec)}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
-from .specs import CUDA_CORE_COLUMNS, TENSOR_CORE_COLUMNS, GpuSpec, find_gpu
-
-TENSOR_CORE_DEFAULT = {"fp64": False, "fp32": False, "tf32": True, "fp16": True, "bf16": True, "fp8": True, "int8": True}
+from ..dtypes import precision
+from .specs import CONFIG_DIR, CUDA_CORE_COLUMNS, TENSOR_CORE_COLUMNS, GpuSpec, find_gpu
 
 
 @dataclass(frozen=True)
@@ -33,21 +33,31 @@ def _spec(gpu) -> GpuSpec:
     return gpu if isinstance(gpu, GpuSpec) else find_gpu(gpu)
 
 
-def peak_flops(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="boost") -> float:
-    """Peak FLOP/s of ``gpu`` (a name as NVML or the table writes it) for ``dtype``."""
+def peak_flops(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="datasheet") -> float:
+    """Peak FLOP/s of ``gpu`` (a name as NVML or the table writes it) for ``dtype``: by default
+    the vendor's dense datasheet figure, the denominator of MFU in papers and frameworks."""
     return peak(gpu, dtype, tensor_cores, clock).value
 
 
-def peak(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="boost") -> Peak:
-    """Peak FLOP/s of ``gpu`` for ``dtype`` with its arithmetic: clock is "boost", "datasheet" or MHz.
+def _check_clock(clock):
+    if clock in ("boost", "datasheet"):
+        return
+    if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not clock == clock or \
+            clock <= 0 or clock == float("inf"):
+        raise ValueError(f"clock must be 'datasheet', 'boost' or a positive number of MHz, got {clock!r}")
+
+
+def peak(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="datasheet") -> Peak:
+    """Peak FLOP/s of ``gpu`` for ``dtype`` with its arithmetic: clock is "datasheet", "boost" or MHz.
 
     "datasheet" uses the clock the vendor's own dense figure implies, which on Hopper,
-    Blackwell and L40S tensor cores sits below the boost clock.
+    Blackwell and L40S tensor cores sits below the boost clock (H100 SXM fp16: 989.4 TFLOPS
+    datasheet, 1070.5 by the formula at the 1980 MHz boost clock).
     """
     spec = _spec(gpu)
-    if dtype not in TENSOR_CORE_DEFAULT:
-        raise ValueError(f"dtype must be one of {', '.join(TENSOR_CORE_DEFAULT)}, got '{dtype}'")
-    use_tc = TENSOR_CORE_DEFAULT[dtype] if tensor_cores is None else tensor_cores
+    _check_clock(clock)
+    dtype = precision(dtype).name
+    use_tc = precision(dtype).tensor_cores if tensor_cores is None else bool(tensor_cores)
     columns = TENSOR_CORE_COLUMNS if use_tc else CUDA_CORE_COLUMNS
     column = columns.get(dtype)
     per_sm = spec.per_sm.get(column) if column else None
@@ -71,7 +81,7 @@ def peak_bandwidth(gpu) -> float:
 
 def derived_bandwidth(bus_bits: float, memory_clock_mhz: float) -> float:
     """Bytes/s for a GPU missing from the table: bus / 8 x NVML's max memory clock x 2 (double
-    data rate); reproduces the A100's 5120 / 8 x 1215 MHz x 2 = 1555 GB/s (shared/reference/nvml.md)."""
+    data rate); reproduces the A100's 5120 / 8 x 1215 MHz x 2 = 1555 GB/s."""
     return bus_bits / 8 * memory_clock_mhz * 1e6 * 2
 
 
@@ -84,15 +94,13 @@ def derived_peak(name: str, sms: int, compute_capability: str, clock_mhz: float,
                  tensor_cores: bool | None = None) -> Peak:
     """Peak for a GPU missing from the table: its SM count and clock (NVML's max SM clock)
     times the per-SM rate of its compute capability (configs/cc_throughput.csv). Marked derived."""
-    import csv
-
-    from .specs import CONFIG_DIR
-
     with open(CONFIG_DIR / "cc_throughput.csv", newline="", encoding="utf-8") as fh:
         rates = {row["compute_capability"]: row for row in csv.DictReader(fh)}
     if compute_capability not in rates:
         raise ValueError(f"no throughput table for compute capability {compute_capability}")
-    use_tc = TENSOR_CORE_DEFAULT.get(dtype, False) if tensor_cores is None else tensor_cores
+    dtype = precision(dtype).name
+    _check_clock(clock_mhz)
+    use_tc = precision(dtype).tensor_cores if tensor_cores is None else tensor_cores
     column = (TENSOR_CORE_COLUMNS if use_tc else CUDA_CORE_COLUMNS).get(dtype)
     value = rates[compute_capability].get(column or "", "")
     if not value:

@@ -36,8 +36,11 @@ def roofline_png(report, path: str, depth: int | None = None) -> str:
     lo, hi = min(intensities) / 4, max(intensities) * 4
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
     xs = [lo, ceiling.ridge_point, hi]
-    ax.plot(xs, [min(ceiling.peak_flops, x * ceiling.peak_bandwidth) for x in xs], color="black", lw=2,
-            label=f"roof: {ceiling.peak_flops / 1e9:.0f} GFLOP/s, {ceiling.peak_bandwidth / 1e9:.0f} GB/s")
+    ax.plot(xs, [min(ceiling.roof_flops, x * ceiling.roof_bandwidth) for x in xs], color="black", lw=2,
+            label=f"roof: {ceiling.roof_flops / 1e9:.0f} GFLOP/s, {ceiling.roof_bandwidth / 1e9:.0f} GB/s")
+    if ceiling.roof_flops < ceiling.peak_flops:
+        ax.axhline(ceiling.peak_flops, color="grey", ls="--", lw=1,
+                   label=f"theoretical peak: {ceiling.peak_flops / 1e9:.0f} GFLOP/s")
     ax.axvline(ceiling.ridge_point, color="grey", ls=":", lw=1)
     measured = [r for r in layers if r.latency]
     if measured:

@@ -1,15 +1,18 @@
-"""Renderings of a ProfileReport: terminal table, Markdown, JSON, CSV. All read the same records."""
+"""Renderings of a profile: terminal table, Markdown, CSV and strict JSON values.
+
+This module knows no result class: it reads the fields of the values it is given (a
+ProfileReport, its LayerRecords, a BenchmarkReport), so results may use it to print
+themselves without an import cycle.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 
 from tabulate import tabulate
-
-from .records import LayerRecord, ProfileReport
-from .timing_records import BenchmarkReport
 
 CONVENTION = "1 MAC = 2 FLOPs; FLOPs = 2 x MACs + all other floating-point ops"
 CSV_FIELDS = ["name", "type", "depth", "params", "calls", "output_shape", "macs", "flops", "bytes",
@@ -32,15 +35,15 @@ def _shape(shape) -> str:
     return str(shape)
 
 
-def _has_latency(report: ProfileReport) -> bool:
+def _has_latency(report) -> bool:
     return any(r.latency is not None for r in report.layers)
 
 
-def _has_roofline(report: ProfileReport) -> bool:
+def _has_roofline(report) -> bool:
     return any(r.bound is not None for r in report.layers)
 
 
-def _rows(report: ProfileReport, depth: int | None):
+def _rows(report, depth: int | None):
     timed, roofline = _has_latency(report), _has_roofline(report)
     rows = []
     for r in report.layers:
@@ -51,7 +54,7 @@ def _rows(report: ProfileReport, depth: int | None):
     return rows
 
 
-def _row(r: LayerRecord, label: str, backward: bool, timed: bool, roofline: bool = False):
+def _row(r, label: str, backward: bool, timed: bool, roofline: bool = False):
     shape = _shape(r.output_shape) if r.ran else "(not run)"
     row = [label, r.type, shape, si(r.params), si(r.macs), si(r.flops), si(r.bytes, "B"),
            f"{r.intensity:.1f}"]
@@ -79,7 +82,7 @@ def _headers(backward: bool, timed: bool = False, roofline: bool = False):
     return headers
 
 
-def _summary(report: ProfileReport) -> list[str]:
+def _summary(report) -> list[str]:
     lines = [
         f"Params: {report.params:,} (trainable {report.trainable_params:,}, used in this pass "
         f"{report.params_used:,}); buffers {report.buffers:,}",
@@ -98,15 +101,16 @@ def _summary(report: ProfileReport) -> list[str]:
         lines.append(f"Uncounted ops (no formula, not in the totals): {ops}")
     else:
         lines.append("Uncounted ops: none")
+    lines += [f"Note: {note}" for note in report.notes]
     return lines
 
 
-def _title(report: ProfileReport) -> str:
+def _title(report) -> str:
     return (f"{report.model} | input {report.inputs} | batch {report.batch_size} | "
-            f"device {report.device} | {report.mode} mode")
+            f"device {report.device} | {report.dtype} | {report.mode} mode")
 
 
-def to_table(report: ProfileReport, depth: int | None = None) -> str:
+def to_table(report, depth: int | None = None) -> str:
     headers = _headers(report.backward, _has_latency(report), _has_roofline(report))
     table = tabulate(_rows(report, depth), headers=headers, tablefmt="simple",
                      colalign=("left", "left", "left") + ("right",) * (len(headers) - 3))
@@ -116,7 +120,7 @@ def to_table(report: ProfileReport, depth: int | None = None) -> str:
     return "\n".join(parts)
 
 
-def to_markdown(report: ProfileReport, depth: int | None = None) -> str:
+def to_markdown(report, depth: int | None = None) -> str:
     table = tabulate(_rows(report, report.depth if depth is None else depth),
                      headers=_headers(report.backward, _has_latency(report), _has_roofline(report)),
                      tablefmt="github")
@@ -127,7 +131,7 @@ def to_markdown(report: ProfileReport, depth: int | None = None) -> str:
     return text
 
 
-def _timing_headers(bench: BenchmarkReport) -> list[str]:
+def _timing_headers(bench) -> list[str]:
     headers = ["Batch", "Status", "p50 ms", "p90 ms", "p99 ms", "IQR %", "n", "Samples/s",
                "Back-to-back samples/s", "Achieved FLOP/s"]
     if bench.ceiling is not None:
@@ -141,8 +145,8 @@ def _pct(value) -> str:
     return f"{value * 100:.1f}" if value is not None else "-"
 
 
-def timing_table(bench: BenchmarkReport, tablefmt: str = "simple") -> str:
-    """One row per batch size, the run's conditions above it, warnings below."""
+def _timing_parts(bench):
+    """(title, headers, rows, lines below the table) of a benchmark."""
     headers = _timing_headers(bench)
     rows, notes = [], []
     for r in bench.rows:
@@ -170,14 +174,21 @@ def timing_table(bench: BenchmarkReport, tablefmt: str = "simple") -> str:
             notes.append(f"batch {r.batch_size}: p99 from only {lat.n} samples")
     env = bench.environment
     where = env.get("gpu") or f"{env.get('cpu')}, {env.get('intra_op_threads')} threads"
-    title = (f"Timing ({bench.mode}, {bench.dtype}, {bench.device}: {where}; clock {bench.clock}; "
+    precision = f"{bench.dtype} autocast" if bench.autocast else bench.dtype
+    title = (f"Timing ({bench.mode}, {precision}, {bench.device}: {where}; clock {bench.clock}; "
              f"latency = one synchronized batch, back-to-back = batches queued with one sync)")
-    lines = [title, tabulate(rows, headers=headers, tablefmt=tablefmt)]
+    lines = []
     if bench.ceiling is not None:
         c = bench.ceiling
-        estimate = f"; estimate {si(c.estimate_flops, 'FLOP/s')}" if c.estimate_flops else ""
-        lines.append(f"Ceiling: {si(c.peak_flops, 'FLOP/s')}, {si(c.peak_bandwidth, 'B/s')}, ridge "
-                     f"{c.ridge_point:.1f} FLOP/B ({c.source}{estimate})")
+        lines.append(f"Peak: {si(c.peak_flops, 'FLOP/s')} {c.dtype} ({c.source})")
+        if c.boost_flops:
+            lines.append(f"At the boost clock: {c.boost_formula}")
+        if c.attainable_flops:
+            lines.append(f"Roofline roofs (measured): {si(c.roof_flops, 'FLOP/s')}, {si(c.roof_bandwidth, 'B/s')}, "
+                         f"ridge {c.ridge_point:.1f} FLOP/B; Bandwidth % is against the measured copy")
+        else:
+            lines.append(f"Bandwidth: {si(c.peak_bandwidth, 'B/s')}, ridge {c.ridge_point:.1f} FLOP/B")
+        lines += [f"Note: {n}" for n in c.notes]
     if bench.max_batch is not None:
         lines.append(f"Largest batch that fits: {bench.max_batch}")
     if bench.layer_latency and bench.layer_latency_total:
@@ -186,14 +197,32 @@ def timing_table(bench: BenchmarkReport, tablefmt: str = "simple") -> str:
                      f"{bench.layer_latency_total * 1e3:.3f} ms forward "
                      f"({(1 - top / bench.layer_latency_total) * 100:.1f}% outside them, hooks included)")
     lines += [f"Note: {n}" for n in notes]
-    return "\n".join(lines)
+    return title, headers, rows, lines
 
 
-def to_json(report: ProfileReport, indent: int | None = 2) -> str:
-    return json.dumps(report.to_dict(), indent=indent, default=str)
+def timing_table(bench, tablefmt: str = "simple") -> str:
+    """One row per batch size, the run's conditions above it, ceilings and warnings below."""
+    title, headers, rows, lines = _timing_parts(bench)
+    return "\n".join([title, tabulate(rows, headers=headers, tablefmt=tablefmt), *lines])
 
 
-def to_csv(report: ProfileReport) -> str:
+def jsonable(value):
+    """``value`` made strict-JSON safe: NaN and infinities become None (JSON has no NaN),
+    tuples lists, dict keys strings, and anything else unknown its str()."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    return str(value)
+
+
+def to_csv(report) -> str:
     """One row per layer and a final row for the whole model, raw integers."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -205,3 +234,78 @@ def to_csv(report: ProfileReport) -> str:
             row["name"] = "(total)"
         writer.writerow(row)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------- every result, every format
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def render(result, fmt: str = "table", depth: int | None = None) -> str:
+    """``result`` (a profile, a benchmark, a precision comparison, a DDP report or device
+    facts) in ``fmt``: table, json, csv or markdown."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "json":
+        return json.dumps(jsonable(result.to_dict()), indent=2, allow_nan=False)
+    if hasattr(result, "model_record"):  # a profile
+        if fmt == "csv":
+            return to_csv(result)
+        return to_markdown(result, depth) if fmt == "markdown" else to_table(result, depth)
+    if fmt == "table" and hasattr(result, "clock"):  # a benchmark: its own layout
+        return timing_table(result)
+    title, headers, rows, notes = tabular(result)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+        return buffer.getvalue()
+    if fmt == "markdown":
+        text = f"### {title}\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n"
+        return text + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    return "\n".join([title, tabulate(rows, headers=headers, tablefmt="simple"), *notes])
+
+
+def tabular(result) -> tuple[str, list[str], list[list], list[str]]:
+    """(title, headers, rows, notes) of a result that is one table."""
+    if hasattr(result, "fields") and hasattr(result, "kind"):  # device facts
+        rows = [[k, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v] for k, v in result.fields.items()]
+        return f"{result.kind.upper()} facts", ["field", "value"], rows, []
+    if hasattr(result, "world_size"):  # a DDP report
+        return _distributed(result)
+    if hasattr(result, "rows") and result.rows and hasattr(result.rows[0], "speedup"):
+        return _precision(result)
+    if hasattr(result, "clock"):  # a benchmark
+        return _timing_parts(result)
+    raise TypeError(f"no rendering for {type(result).__name__}")
+
+
+def _precision(report):
+    rows = [[r.dtype, f"{r.p50_s * 1e3:.3f}", f"{r.speedup:.2f}x", f"{r.max_abs_error:.3g}",
+             f"{r.mean_abs_error:.3g}", f"{r.max_rel_error:.3g}", f"{r.mean_rel_error:.3g}",
+             "-" if r.top1_agreement is None else f"{r.top1_agreement * 100:.1f}%",
+             f"{r.model_bytes / 1e6:.2f}"] for r in report.rows]
+    headers = ["Precision", "p50 ms", "Speed-up", "Max abs err", "Mean abs err", "Max rel err", "Mean rel err",
+               "Top-1 agree", "Model MB"]
+    title = (f"Precision against fp32: {report.model} on {report.device}, {report.samples} samples, inputs: "
+             f"{report.inputs}")
+    notes = ["Errors are against the fp32 outputs on the same inputs; relative errors divide by the fp32 "
+             "outputs' max (max) or L1 norm (mean)."] + [f"Note: {n}" for n in report.notes]
+    return title, headers, rows, notes
+
+
+def _distributed(report):
+    rows = [[r.rank, r.host, r.device, r.threads, f"{r.latency.p50 * 1e3:.2f}", f"{r.latency.p90 * 1e3:.2f}",
+             f"{r.samples_per_s:.1f}", f"{r.comm_s_per_step * 1e3:.2f}"] for r in report.rows]
+    headers = ["Rank", "Host", "Device", "Threads", "Step p50 ms", "Step p90 ms", "Samples/s", "All-reduce ms/step"]
+    title = (f"DDP training step: {report.model}, {report.world_size} ranks ({report.backend}), batch "
+             f"{report.batch_size_per_rank} per rank")
+    notes = [
+        f"Total {report.total_samples_per_s:.1f} samples/s; slowest rank {report.slowest_rank}; single process "
+        f"{report.single_samples_per_s:.1f} samples/s ({report.single_source}); scaling efficiency "
+        f"{report.efficiency * 100:.1f}% = total / ({report.world_size} x single)",
+        f"Gradient all-reduce per step: {report.allreduce_bytes_per_step / 1e6:.2f} MB sent per rank "
+        f"(parameters {report.param_bytes / 1e6:.2f} MB x 2(N-1)/N); all-reduce time is launch to completion "
+        f"per bucket, overlapping the backward pass",
+    ]
+    return title, headers, rows, notes

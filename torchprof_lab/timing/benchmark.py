@@ -12,11 +12,13 @@ import torch
 from torch import nn
 
 from ..hardware.cpu import cpu_model_name
+from ..hardware.nvml import PowerSampler, handle_for, load_nvml
 from ..model_state import call_args, check_device, model_device
-from ..report.timing_records import BenchmarkReport, BenchmarkRow
-from .clock import clock_for, run_back_to_back, run_timed
+from .loop import clock_for, run_back_to_back, sample
+from .options import TimingOptions
 from .per_layer import time_layers
-from .prepare import TimingOptions, backend_settings, example_batch, make_step, prepared_model
+from .prepare import backend_settings, example_batch, make_step, plan, prepared_model
+from .result import BenchmarkReport, BenchmarkRow
 from .stats import LatencyStats
 
 SWEEP_LIMIT = 4096
@@ -38,74 +40,76 @@ def _free_memory(device: torch.device) -> None:
 
 
 def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
-              batch_sizes: Sequence[int] | None = (1,), *, inputs=None, device=None, dtype: str = "fp32",
-              train: bool = False, warmup: int = 3, warmup_time: float = 0.5, min_time: float = 1.0,
-              min_runs: int = 10, max_time: float = 30.0, sweep: bool = False, sweep_budget: float = 120.0,
-              max_batch: bool = False, channels_last: bool = False, compile: bool = False,
-              threads: int | None = None, optimizer=None, per_layer: bool = False,
-              progress: bool | None = None, counts=None, name: str | None = None) -> BenchmarkReport:
+              batch_sizes: Sequence[int] | None = (1,), *, inputs=None, device=None,
+              options: TimingOptions | None = None, counts=None, name: str | None = None,
+              **settings) -> BenchmarkReport:
     """Time ``model`` at each batch size: latency statistics and back-to-back throughput.
 
-    sweep=True tries powers of two until one runs out of memory or sweep_budget seconds pass;
-    an out-of-memory batch becomes an "OOM" row. max_batch=True then binary-searches the
-    largest batch that fits. ``counts`` (a callable: batch size -> (FLOPs, bytes) per batch,
-    from counting) turns each row's latency into achieved FLOP/s and bytes/s. On a GPU with
-    NVML, power, clocks and temperature are sampled while each row is timed.
+    ``options`` (a TimingOptions) or its fields as keywords (dtype, train, warmup, min_time,
+    sweep, max_batch, per_layer ...) say how. sweep tries powers of two until one runs out of
+    memory or sweep_budget seconds pass; an out-of-memory batch becomes an "OOM" row;
+    max_batch then binary-searches the largest batch that fits. ``counts`` (a callable
+    (module, args, kwargs) -> (FLOPs, bytes), called on the timed module with the timed batch,
+    under the run's autocast) turns each row's latency into achieved FLOP/s and bytes/s. On a
+    GPU with NVML, power, clocks and temperature are sampled while each row is timed.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    options = TimingOptions.of(options, **settings)
     home = model_device(model)
     run_device = home if device is None else check_device(device)
     if run_device.type == "meta" or home.type == "meta":
         raise ValueError("a model on the meta device cannot be timed: it has no data; count it instead")
     if run_device != home and not (run_device.type == home.type and run_device.index is None):
         raise ValueError(f"model is on {home} but device={run_device} was asked for: move the model first")
-    options = TimingOptions(device=home, dtype=dtype, train=train, warmup=warmup, warmup_time=warmup_time,
-                            min_time=min_time,
-                            min_runs=min_runs, max_time=max_time, channels_last=channels_last,
-                            compile=compile, threads=threads, optimizer=optimizer)
-    if inputs is not None and (sweep or max_batch or (batch_sizes and list(batch_sizes) != [1])):
+    if inputs is not None and (options.sweep or options.max_batch or (batch_sizes and list(batch_sizes) != [1])):
         raise ValueError("with inputs=, the batch is the inputs' own: batch_sizes, sweep and max_batch need input_shape")
     if inputs is None and input_shape is None:
         raise ValueError("input_shape is required (one sample's shape) unless inputs= is given")
-    sizes = _batch_plan(batch_sizes, sweep)
+    sizes = _batch_plan(batch_sizes, options.sweep)
+    run = plan(model, options, home)
     clock = clock_for(home)
     power = _power_sampler_factory(home)
     rows: list[BenchmarkRow] = []
     layer_latency, layer_total, largest = {}, None, None
-    with backend_settings(options), prepared_model(model, options) as work:
+    with backend_settings(run), prepared_model(model, run) as (work, plain):
         def measure(batch: int, quick: bool = False) -> BenchmarkRow:
-            return _measure(work, model, input_shape, inputs, batch, options, clock, quick, counts, power)
+            return _measure(work, plain, input_shape, inputs, batch, run, clock, quick, counts, power)
 
         started = time.monotonic()
-        for batch in _progress(sizes, progress, "batch sizes"):
+        for batch in _progress(sizes, options.progress, "batch sizes"):
             row = measure(batch)
             rows.append(row)
-            if not row.ok and sweep:
+            if not row.ok and options.sweep:
                 break
-            if sweep and time.monotonic() - started > sweep_budget:
+            if options.sweep and time.monotonic() - started > options.sweep_budget:
                 break
-        if max_batch:
+        if options.max_batch:
             largest = _largest_batch(rows, measure)
-        if per_layer:
+        if options.per_layer:
             first_ok = next((r.batch_size for r in rows if r.ok), None)
             if first_ok is not None:
-                args, kwargs = _inputs(model, input_shape, inputs, first_ok, options)
-                step = make_step(work, args, kwargs, options)
+                args, kwargs = _inputs(input_shape, inputs, first_ok, run)
+                step = make_step(work, args, kwargs, run)
                 with torch.inference_mode(not options.train):
-                    layer_latency, layer_total = time_layers(work, step, clock, runs=max(min_runs, 5))
-    threads_used = threads or torch.get_num_threads()
+                    layer_latency, layer_total = time_layers(work, step, clock, runs=max(options.min_runs, 5))
+    threads_used = options.threads or torch.get_num_threads()
     return BenchmarkReport(
         model=name or type(model).__name__,
         input=str(tuple(input_shape)) if input_shape is not None else "given inputs",
-        device=str(home), dtype=dtype, mode="train" if train else "inference", clock=clock.name,
-        settings={"warmup_runs": warmup, "warmup_time_s": options.warmup_time, "min_time_s": min_time,
-                  "min_runs": min_runs, "max_time_s": max_time, "channels_last": channels_last,
-                  "compile": compile, "optimizer": "given" if optimizer else "SGD(lr=1e-3)" if train else None,
-                  "inference_mode": not train},
-        environment=environment(home, threads_used), rows=rows, max_batch=largest,
-        layer_latency=layer_latency, layer_latency_total=layer_total,
+        device=str(home), dtype=run.precision.name, mode="train" if options.train else "inference",
+        clock=clock.name, settings=_settings(options), environment=environment(home, threads_used),
+        rows=tuple(rows), max_batch=largest, layer_latency=layer_latency, layer_latency_total=layer_total,
+        autocast=run.autocast,
     )
+
+
+def _settings(options: TimingOptions) -> dict:
+    return {"warmup_runs": options.warmup, "warmup_time_s": options.warmup_time, "min_time_s": options.min_time,
+            "min_runs": options.min_runs, "max_time_s": options.max_time, "channels_last": options.channels_last,
+            "compile": options.compile,
+            "optimizer": ("given" if options.optimizer else "SGD(lr=1e-3)") if options.train else None,
+            "inference_mode": not options.train}
 
 
 def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
@@ -117,9 +121,9 @@ def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
     return sizes
 
 
-def _inputs(model, input_shape, inputs, batch, options):
+def _inputs(input_shape, inputs, batch, run):
     if inputs is None:
-        return (example_batch(model, tuple(input_shape), batch, options),), {}
+        return (example_batch(tuple(input_shape), batch, run),), {}
     return call_args(inputs)
 
 
@@ -127,8 +131,6 @@ def _power_sampler_factory(device: torch.device):
     """A callable making a PowerSampler for this GPU, or None (CPU, or NVML unavailable)."""
     if device.type != "cuda":
         return None
-    from ..hardware.nvml import PowerSampler, handle_for, load_nvml
-
     nvml = load_nvml()
     if nvml is None:
         return None
@@ -136,12 +138,14 @@ def _power_sampler_factory(device: torch.device):
     return lambda: PowerSampler(nvml, handle)
 
 
-def _measure(work, model, input_shape, inputs, batch, options, clock, quick, counts, power) -> BenchmarkRow:
-    """Warm up, then time latency (synchronized each batch) and throughput (back to back)."""
+def _measure(work, plain, input_shape, inputs, batch, run, clock, quick, counts, power) -> BenchmarkRow:
+    """Warm up, then time latency (synchronized each batch) and throughput (back to back), then
+    count the same work on the same batch."""
     oom = False
+    options = run.options
     try:
-        args, kwargs = _inputs(model, input_shape, inputs, batch, options)
-        step = make_step(work, args, kwargs, options)
+        args, kwargs = _inputs(input_shape, inputs, batch, run)
+        step = make_step(work, args, kwargs, run)
         with torch.inference_mode(not options.train):
             _warm_up(step, clock, options)
             if quick:  # max_batch candidates: confirm a few steps fit, no statistics
@@ -150,19 +154,23 @@ def _measure(work, model, input_shape, inputs, batch, options, clock, quick, cou
                 clock.synchronize()
                 return BenchmarkRow(batch)
             with (power() if power else nullcontext()) as sampler:
-                samples = run_timed(step, clock, min_time=options.min_time, min_runs=options.min_runs,
-                                    max_runs=options.max_runs, max_time=options.max_time)
+                samples = sample(step, clock, min_time=options.min_time, min_runs=options.min_runs,
+                                 max_runs=options.max_runs, max_time=options.max_time)
                 latency = LatencyStats.of(samples)
                 repeats = max(1, min(len(samples), int(options.min_time / max(latency.p50, 1e-9)) or 1))
                 per_batch = run_back_to_back(step, clock, repeats)
+        if counts is not None:
+            with run.autocast_context():
+                flops, nbytes = counts(plain, args, kwargs)
+        else:
+            flops = nbytes = None
     except Exception as exc:  # noqa: BLE001 - only memory exhaustion is turned into a row
         if not is_out_of_memory(exc):
             raise
         oom = True
     if oom:  # outside the except block, so the failed frame's tensors can be freed
-        _free_memory(options.device)
+        _free_memory(run.device)
         return BenchmarkRow(batch, status="OOM")
-    flops, nbytes = counts(batch) if counts else (None, None)
     return BenchmarkRow(batch, latency=latency, throughput_batch_s=per_batch, flops_per_batch=flops,
                         bytes_per_batch=nbytes, power=sampler.summary() if sampler else None,
                         samples_processed=(len(samples) + repeats) * batch if sampler else None)
@@ -170,13 +178,7 @@ def _measure(work, model, input_shape, inputs, batch, options, clock, quick, cou
 
 def _warm_up(step, clock, options) -> None:
     """At least ``warmup`` runs and ``warmup_time`` seconds (cudnn autotune, compile, allocator)."""
-    started = time.monotonic()
-    runs = 0
-    while runs < options.warmup or time.monotonic() - started < options.warmup_time:
-        step()
-        runs += 1
-        if runs >= 1000:
-            break
+    sample(step, clock, min_time=options.warmup_time, min_runs=options.warmup, max_runs=max(options.warmup, 1000))
     clock.synchronize()
 
 

@@ -7,6 +7,8 @@ import statistics
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from .loop import sample
+
 
 def time_layers(work: nn.Module, step, clock, runs: int) -> tuple[dict[str, float], float]:
     """({layer name: median seconds per forward, all its calls summed}, whole-step median).
@@ -28,16 +30,17 @@ def time_layers(work: nn.Module, step, clock, runs: int) -> tuple[dict[str, floa
             name = names[module]
             per_run[name] = per_run.get(name, 0.0) + clock.stop(started.pop())
 
+    def one_run():
+        per_run.clear()
+        step()
+
+    def keep_layers():
+        for name, seconds in per_run.items():
+            samples[name].append(seconds)
+
     handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
-    totals = []
     try:
-        for _ in range(runs):
-            per_run.clear()
-            begin = clock.start()
-            step()
-            totals.append(clock.stop(begin))
-            for name, seconds in per_run.items():
-                samples[name].append(seconds)
+        totals = sample(one_run, clock, min_runs=runs, max_runs=runs, after=keep_layers)
     finally:
         for handle in handles:
             handle.remove()

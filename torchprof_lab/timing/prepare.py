@@ -8,60 +8,70 @@ under inference_mode, with its flags and buffers restored afterwards.
 from __future__ import annotations
 
 import copy
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..model_state import buffers_restored, mode_restored
-
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from ..dtypes import Precision, of_dtype, precision
+from ..model_state import buffers_restored, floating_dtype, mode_restored
+from ..torch_internals import tree_leaves
+from .options import TimingOptions
 
 
 @dataclass(frozen=True)
-class TimingOptions:
-    """How to time: precision, mode and the warm-up and stopping rules."""
+class Plan:
+    """How the options apply to this model on this device: the one precision model of a run."""
 
     device: torch.device
-    dtype: str = "fp32"
-    train: bool = False
-    warmup: int = 3
-    warmup_time: float = 0.5
-    min_time: float = 1.0
-    min_runs: int = 10
-    max_runs: int = 10_000
-    max_time: float = 30.0
-    channels_last: bool = False
-    compile: bool = False
-    threads: int | None = None
-    optimizer: object = None  # callable(params) -> torch.optim.Optimizer; SGD(lr=1e-3) if None
+    precision: Precision  # what the run is labelled and compared against
+    held: torch.dtype  # the model's own floating dtype
+    cast_to: torch.dtype | None  # a copy is cast to this dtype (None: kept as held)
+    autocast: bool  # a training step under torch.autocast (fp32 master weights)
+    options: TimingOptions
 
-    def __post_init__(self):
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
-        if self.dtype == "tf32" and self.device.type != "cuda":
-            raise ValueError("tf32 is a CUDA tensor-core mode; on the CPU use fp32 or bf16")
-        if self.min_time < 0 or self.warmup < 0 or self.min_runs < 1 or self.max_runs < self.min_runs:
-            raise ValueError("need min_time >= 0, warmup >= 0 and 1 <= min_runs <= max_runs")
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self.cast_to or self.held
+
+    @property
+    def copies(self) -> bool:
+        o = self.options
+        return o.train or o.channels_last or o.compile or self.cast_to is not None
+
+    def autocast_context(self):
+        if not self.autocast:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision.dtype)
 
 
-def _needs_copy(options: TimingOptions) -> bool:
-    return options.train or options.channels_last or options.compile or options.dtype in ("fp16", "bf16")
+def plan(model: nn.Module, options: TimingOptions, device: torch.device) -> Plan:
+    """Resolve dtype None to the model's own precision; fp16/bf16 on an fp32 model are a cast
+    copy for inference and autocast for a training step."""
+    held = floating_dtype(model)
+    own = of_dtype(held)
+    want = precision(options.dtype) if options.dtype else own if own and own.floating else precision("fp32")
+    if want.tf32 and device.type != "cuda":
+        raise ValueError("tf32 is a CUDA tensor-core mode; on the CPU use fp32 or bf16")
+    autocast = options.train and want.dtype in (torch.float16, torch.bfloat16) and held == torch.float32
+    cast_to = None if autocast or want.dtype == held else want.dtype
+    return Plan(device, want, held, cast_to, autocast, options)
 
 
 @contextmanager
-def backend_settings(options: TimingOptions):
-    """Threads, TF32 and cudnn flags for the run; everything restored afterwards."""
+def backend_settings(run: Plan):
+    """Threads, TF32 and cudnn flags for the run; everything restored afterwards.
+
+    TF32 math is on exactly when the run's precision is tf32, so an fp32 row is fp32."""
     saved_threads = torch.get_num_threads()
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
     try:
-        if options.threads:
-            torch.set_num_threads(options.threads)
-        if options.device.type == "cuda":
-            tf32 = options.dtype == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
+        if run.options.threads:
+            torch.set_num_threads(run.options.threads)
+        if run.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = run.precision.tf32
+            torch.backends.cudnn.allow_tf32 = run.precision.tf32
             torch.backends.cudnn.benchmark = True
         yield
     finally:
@@ -71,61 +81,56 @@ def backend_settings(options: TimingOptions):
 
 
 @contextmanager
-def prepared_model(model: nn.Module, options: TimingOptions):
-    """Yield the module to time: the model itself (eval, restored after) or a converted copy."""
+def prepared_model(model: nn.Module, run: Plan):
+    """Yield (module to time, the same module uncompiled, for counting): the model itself
+    (eval, restored after) or a converted copy."""
+    options = run.options
     with ExitStack() as stack:
-        if _needs_copy(options):
+        if run.copies:
             work = copy.deepcopy(model)
-            if options.dtype in ("fp16", "bf16") and not options.train:
-                work = work.to(DTYPES[options.dtype])
+            if run.cast_to is not None:
+                work = work.to(run.cast_to)
             if options.channels_last:
                 work = work.to(memory_format=torch.channels_last)
             work.train(options.train)
-            if options.compile:
-                work = torch.compile(work)
+            yield (torch.compile(work) if options.compile else work), work
         else:
             stack.enter_context(mode_restored(model, False))
             stack.enter_context(buffers_restored(model))
-            work = model
-        yield work
+            yield model, model
 
 
-def example_batch(model: nn.Module, input_shape, batch_size: int, options: TimingOptions) -> torch.Tensor:
-    """A random batch in the dtype the timed model computes in (fp32 under training autocast)."""
-    dtype = DTYPES[options.dtype] if not options.train else torch.float32
-    floating = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    if options.dtype == "fp32" and floating != torch.float32:
-        dtype = floating  # an fp16 model timed "as is"
-    x = torch.randn((batch_size, *input_shape), dtype=dtype, device=options.device)
-    if options.channels_last and x.dim() == 4:
+def example_batch(input_shape, batch_size: int, run: Plan) -> torch.Tensor:
+    """A random batch in the dtype the timed model takes (fp32 under training autocast)."""
+    x = torch.randn((batch_size, *input_shape), dtype=run.input_dtype, device=run.device)
+    if run.options.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 
 
 def _loss(output) -> torch.Tensor:
     """A cheap scalar from every floating output (the mean), so backward reaches all of them."""
-    leaves = [t for t in torch.utils._pytree.tree_leaves(output)
+    leaves = [t for t in tree_leaves(output)
               if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
     if not leaves:
         raise ValueError("the model's output has no floating-point tensor that requires grad: nothing to train")
     return sum(t.float().mean() for t in leaves)
 
 
-def make_step(work: nn.Module, args: tuple, kwargs: dict, options: TimingOptions):
+def make_step(work: nn.Module, args: tuple, kwargs: dict, run: Plan):
     """One timed unit: a forward (inference) or forward + loss + backward + optimizer step."""
-    if not options.train:
+    if not run.options.train:
         def inference_step():
             work(*args, **kwargs)
 
         return inference_step
     params = [p for p in work.parameters() if p.requires_grad]
-    optimizer = options.optimizer(params) if options.optimizer else torch.optim.SGD(params, lr=1e-3)
-    amp = options.dtype in ("fp16", "bf16")
-    device_type = options.device.type
+    make = run.options.optimizer
+    optimizer = make(params) if make else torch.optim.SGD(params, lr=1e-3)
 
     def training_step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type, dtype=DTYPES[options.dtype], enabled=amp):
+        with run.autocast_context():
             loss = _loss(work(*args, **kwargs))
         loss.backward()
         optimizer.step()

@@ -15,15 +15,16 @@ COLUMNS = ["architecture", "compute_capability", "sms", "cuda_cores", "boost_mhz
 
 def test_seed_a100_figures_exactly():
     a100 = "NVIDIA A100-SXM4-40GB"
-    assert peak_flops(a100, "fp32") == 6912 * 1410e6 * 2
-    assert peak_flops(a100, "fp64") == 108 * 32 * 1410e6 * 2
-    assert peak_flops(a100, "fp16", tensor_cores=False) == 108 * 256 * 1410e6 * 2
-    assert peak_flops(a100, "fp16") == 108 * 1024 * 1410e6 * 2
+    assert peak_flops(a100, "fp32", clock="boost") == 6912 * 1410e6 * 2
+    assert peak_flops(a100, "fp64", clock="boost") == 108 * 32 * 1410e6 * 2
+    assert peak_flops(a100, "fp16", tensor_cores=False, clock="boost") == 108 * 256 * 1410e6 * 2
+    assert peak_flops(a100, "fp16", clock="boost") == 108 * 1024 * 1410e6 * 2
     assert round(peak_flops(a100, "fp32") / 1e12, 1) == 19.5
-    assert round(peak_flops(a100, "fp64") / 1e12, 2) == 9.75
+    assert round(peak_flops(a100, "fp64", clock="boost") / 1e12, 2) == 9.75
+    assert peak_flops(a100, "fp64") == 9.7e12  # the datasheet rounds it down
     assert round(peak_flops(a100, "fp16", tensor_cores=False) / 1e12) == 78
     assert round(peak_flops(a100, "fp16") / 1e12) == 312
-    assert "108 SMs x 1024 FMA/clk x 2 x 1410 MHz" in peak(a100, "fp16").formula
+    assert "108 SMs x 1024 FMA/clk x 2 x 1410 MHz" in peak(a100, "fp16", clock="boost").formula
 
 
 def test_every_required_gpu_has_a_row_with_every_column_and_a_known_source():
@@ -65,8 +66,18 @@ def test_vendor_dense_figures(gpu, dtype, tc, tflops, clock):
     assert peak_flops(gpu, dtype, tc, clock=clock) / 1e12 == pytest.approx(tflops, rel=0.011)
 
 
+def test_default_peak_is_the_datasheet_figure_mfu_is_quoted_against():
+    # MFU in papers and frameworks divides by the vendor's dense figure: 989.4 TFLOPS on an H100 SXM
+    assert peak_flops("NVIDIA H100 80GB HBM3", "fp16") / 1e12 == pytest.approx(989.4, rel=1e-9)
+    assert peak_flops("NVIDIA H100 80GB HBM3", "BFloat16") == peak_flops("H100 SXM", "bf16")
+    assert peak("H100 SXM", "bf16").clock == "datasheet"
+    for bad in (-5, 0, float("nan"), float("inf"), True, "fast"):
+        with pytest.raises(ValueError, match="clock must be"):
+            peak_flops("H100 SXM", "fp16", clock=bad)
+
+
 def test_boost_clock_overstates_hopper_tensor_peak():
-    boost = peak_flops("H100 SXM", "bf16") / 1e12
+    boost = peak_flops("H100 SXM", "bf16", clock="boost") / 1e12
     assert boost == pytest.approx(1070.5, rel=0.001)  # 132 x 2048 x 2 x 1980 MHz, not the datasheet 989
     assert peak("H100 SXM", "bf16", clock="datasheet").clock_mhz == pytest.approx(1830, abs=2)
     assert peak_flops("H100 SXM", "bf16", clock=1755) == 132 * 2048 * 2 * 1755e6

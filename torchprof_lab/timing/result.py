@@ -1,13 +1,19 @@
-"""Result records of timing: one row per batch size, and the run's settings beside them."""
+"""Result records of timing: one row per batch size, and the run's settings beside them.
+
+Values, made once: the hardware comparison makes new rows (dataclasses.replace) with the
+utilisation filled in rather than writing into these.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from ..timing.stats import LatencyStats
+from ..report import render
+from .stats import LatencyStats
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchmarkRow:
     """One batch size: latency statistics, back-to-back throughput and achieved FLOP/s."""
 
@@ -79,7 +85,7 @@ class BenchmarkRow:
         return data
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchmarkReport:
     """Timing of one model across batch sizes, with everything needed to reproduce it."""
 
@@ -91,11 +97,12 @@ class BenchmarkReport:
     clock: str
     settings: dict
     environment: dict
-    rows: list[BenchmarkRow]
+    rows: tuple[BenchmarkRow, ...]
     max_batch: int | None = None
     layer_latency: dict[str, float] = field(default_factory=dict)  # median seconds per forward
     layer_latency_total: float | None = None  # whole-model median in that same per-layer pass
     ceiling: object = None  # hardware.ceiling.Ceiling the rows were compared against
+    autocast: bool = False  # a training step under autocast (fp32 master weights)
 
     def row(self, batch_size: int) -> BenchmarkRow:
         for r in self.rows:
@@ -105,19 +112,17 @@ class BenchmarkReport:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "input": self.input, "device": self.device, "dtype": self.dtype,
-                "mode": self.mode, "clock": self.clock, "settings": self.settings,
+                "mode": self.mode, "autocast": self.autocast, "clock": self.clock, "settings": self.settings,
                 "environment": self.environment, "max_batch": self.max_batch,
                 "rows": [r.to_dict() for r in self.rows], "layer_latency_s": self.layer_latency,
                 "layer_latency_total_s": self.layer_latency_total,
                 "ceiling": self.ceiling.to_dict() if self.ceiling is not None else None}
 
     def to_json(self, indent: int | None = 2) -> str:
-        import json
-        return json.dumps(self.to_dict(), indent=indent, default=str)
+        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
 
     def to_table(self) -> str:
-        from .render import timing_table
-        return timing_table(self)
+        return render.timing_table(self)
 
     def __str__(self) -> str:
         return self.to_table()

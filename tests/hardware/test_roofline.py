@@ -12,7 +12,9 @@ import torchprof_lab
 from torchprof_lab.cli import main
 from torchprof_lab.errors import ProfilerError
 from torchprof_lab.hardware.ceiling import Ceiling
-from torchprof_lab.hardware.compare import compare_with_hardware
+from dataclasses import replace
+
+from torchprof_lab.hardware.compare import compare
 from torchprof_lab.report.plot import roofline_png
 
 FAST = dict(min_time=0.05, min_runs=5, warmup=1, warmup_time=0.0)
@@ -28,22 +30,29 @@ def test_ceiling_arithmetic():
     assert c.ridge_point == 10
     assert c.bound(1000, 10) == "compute" and c.bound(1000, 1000) == "memory"
     assert c.min_time(100e9, 1e9) == 1.0 and c.min_time(1e9, 100e9) == 10.0
+    # a CPU: utilisation against the theoretical peak, the roofline on the measured roofs
+    cpu = Ceiling("cpu", "fp32", peak_flops=300e9, peak_bandwidth=20e9, source="test",
+                  attainable_flops=200e9, attainable_bandwidth=20e9)
+    assert cpu.ridge_point == 10 and cpu.min_time(200e9, 0) == 1.0
 
 
 def test_cpu_profile_carries_utilisation_and_roofline():
     r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[4], per_layer=True, **FAST)
     ceiling = r.timing.ceiling
     assert ceiling.device == "cpu" and ceiling.peak_flops > 1e9 and ceiling.peak_bandwidth > 1e8
+    assert ceiling.peak_flops == torchprof_lab.hardware.cpu.cpu_info().peak_flops("fp32")  # the ISA formula
+    assert 0 < ceiling.attainable_flops <= ceiling.peak_flops  # the measured matmul is the roof only
     row = r.timing.rows[0]
     assert row.utilisation == pytest.approx(row.achieved_flops / ceiling.peak_flops)
+    assert 0 < row.utilisation < 1
     assert row.bandwidth_utilisation == pytest.approx(row.bytes_per_batch / row.latency.p50 / ceiling.peak_bandwidth)
     assert row.bytes_per_batch == r.bytes
     conv = r.layer("0")
     assert conv.bound in ("compute", "memory")
-    assert conv.min_time == pytest.approx(max(conv.flops / ceiling.peak_flops, conv.bytes / ceiling.peak_bandwidth))
+    assert conv.min_time == pytest.approx(max(conv.flops / ceiling.roof_flops, conv.bytes / ceiling.roof_bandwidth))
     assert conv.time_over_bound == pytest.approx(conv.latency / conv.min_time)
     text = str(r)
-    assert "Util %" in text and "Roofline ms" in text and "Ceiling:" in text
+    assert "Util %" in text and "Roofline ms" in text and "Peak:" in text
     assert json.loads(r.to_json())["timing"]["ceiling"]["ridge_point"] == pytest.approx(ceiling.ridge_point)
 
 
@@ -55,12 +64,20 @@ def test_training_rows_report_mfu():
     assert "MFU %" in str(r)
 
 
-def test_known_ceiling_gives_exact_utilisation():
+def test_known_ceiling_gives_exact_utilisation_and_changes_nothing():
     r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[2], hardware=False, **FAST)
     assert r.timing.ceiling is None and r.layers[0].bound is None
-    compare_with_hardware(r, Ceiling("cpu", "fp32", 1e12, 1e11, "given"))
+    before = r.to_json()
+    result = compare([*r.layers, r.model_record], r.timing.rows, Ceiling("cpu", "fp32", 1e12, 1e11, "given"))
     row = r.timing.rows[0]
-    assert row.utilisation == pytest.approx(r.flops / row.latency.p50 / 1e12)
+    assert result.rows[0].utilisation == pytest.approx(r.flops / row.latency.p50 / 1e12)
+    assert result.rows[0].bandwidth_utilisation == pytest.approx(r.bytes / row.latency.p50 / 1e11)
+    conv = r.layer("0")
+    assert result.layers["0"].min_time == pytest.approx(max(conv.flops / 1e12, conv.bytes / 1e11))
+    assert result.layers[""].bound == ("compute" if r.intensity >= 10 else "memory")
+    assert r.to_json() == before  # a pure function: the profile is a value
+    with pytest.raises(Exception):  # and the records are frozen
+        row.utilisation = 0.5
 
 
 def test_roofline_picture(tmp_path):
@@ -94,7 +111,7 @@ def test_missing_matplotlib_is_a_clear_message(monkeypatch, tmp_path):
 def test_cli_device_info_and_roofline(tmp_path, capsys):
     assert main(["--device-info"]) == 0
     out = capsys.readouterr().out
-    assert ("CPU field" in out and "simd" in out) or "GPU field" in out
+    assert ("CPU facts" in out and "simd" in out) or "GPU facts" in out
     assert main(["--device-info", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] in ("cpu", "gpu")
     png = tmp_path / "r.png"
@@ -109,10 +126,10 @@ def test_utilisation_against_the_clock_nvml_saw():
     from types import SimpleNamespace
 
     r = torchprof_lab.profile(model(), (3, 32, 32), batch_sizes=[2], hardware=False, **FAST)
-    row = r.timing.rows[0]
-    row.power = SimpleNamespace(mean_sm_clock_mhz=705.0, joules=None)  # ran at half the boost clock
-    compare_with_hardware(r, Ceiling("cuda:0", "fp16", 312e12, 1.555e12, "A100 table", clock_mhz=1410.0))
-    assert row.utilisation_at_observed_clock == pytest.approx(2 * row.utilisation)
+    row = replace(r.timing.rows[0], power=SimpleNamespace(mean_sm_clock_mhz=705.0, joules=None))  # half clock
+    use = compare([], [row], Ceiling("cuda:0", "fp16", 312e12, 1.555e12, "A100 table", clock_mhz=1410.0)).rows[0]
+    assert use.utilisation_at_observed_clock == pytest.approx(2 * use.utilisation)
+    assert use.utilisation == pytest.approx(row.achieved_flops / 312e12)
 
 
 def test_batch_scaling_picture_draws_the_rows(tmp_path):

@@ -1,6 +1,8 @@
-"""Clocks for timed regions: CUDA events on a GPU, a monotonic nanosecond clock on the CPU.
+"""The package's one timing loop, and its clocks: CUDA events on a GPU, a monotonic
+nanosecond clock on the CPU.
 
-Both expose the same two calls, so the benchmark code is one path whichever device runs it.
+Both clocks expose the same calls, so every timed thing (benchmark rows, per-layer passes,
+DDP steps, the CPU's ceilings) runs through ``sample`` whichever device runs it.
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ def clock_for(device: torch.device):
     return CudaClock(device) if device.type == "cuda" else CpuClock()
 
 
-def run_timed(step, clock, *, min_time: float, min_runs: int, max_runs: int, max_time: float) -> list[float]:
-    """Time ``step()`` one call at a time until both min_time and min_runs are met (or a cap)."""
+def sample(step, clock, *, min_time: float = 0.0, min_runs: int = 1, max_runs: int | None = None,
+           max_time: float = float("inf"), after=None) -> list[float]:
+    """Seconds of ``step()``, one synchronized call at a time, until both min_time and min_runs
+    are met, or max_runs calls or max_time seconds are reached (a fixed count: min_runs=max_runs).
+    ``after()``, if given, runs after each timed call, outside the timed region."""
+    max_runs = max_runs if max_runs is not None else max(min_runs, 1_000_000)
     samples: list[float] = []
     total = 0.0
     while len(samples) < max_runs and total < max_time and (total < min_time or len(samples) < min_runs):
@@ -62,6 +68,8 @@ def run_timed(step, clock, *, min_time: float, min_runs: int, max_runs: int, max
         elapsed = clock.stop(started)
         samples.append(elapsed)
         total += elapsed
+        if after is not None:
+            after()
     return samples
 
 

@@ -11,7 +11,7 @@ import pytest
 from torchprof_lab.cli import main
 from torchprof_lab.distributed import allreduce_bytes_per_rank, scaling_efficiency
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 
 
 def torchrun(*args, timeout=240):

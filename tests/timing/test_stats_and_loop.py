@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from torchprof_lab.timing.clock import CpuClock, run_back_to_back, run_timed
+from torchprof_lab.timing.loop import CpuClock, run_back_to_back, sample
 from torchprof_lab.timing.stats import LatencyStats, percentile
 
 
@@ -57,17 +57,23 @@ def test_drift_is_the_step_between_halves_in_time_order():
     assert LatencyStats.of([0.025] * 9).drift is None  # too few samples to split
 
 
-def test_run_timed_meets_min_runs_and_min_time():
+def test_sample_meets_min_runs_and_min_time():
     calls = []
-    samples = run_timed(lambda: calls.append(1), CpuClock(), min_time=0.0, min_runs=7, max_runs=100, max_time=5)
+    samples = sample(lambda: calls.append(1), CpuClock(), min_time=0.0, min_runs=7, max_runs=100, max_time=5)
     assert len(samples) == len(calls) == 7 and all(s >= 0 for s in samples)
-    samples = run_timed(lambda: None, CpuClock(), min_time=0.02, min_runs=1, max_runs=10**7, max_time=5)
+    samples = sample(lambda: None, CpuClock(), min_time=0.02, min_runs=1, max_runs=10**7, max_time=5)
     assert sum(samples) >= 0.02
 
 
-def test_run_timed_caps():
-    samples = run_timed(lambda: None, CpuClock(), min_time=100, min_runs=1, max_runs=50, max_time=100)
+def test_sample_caps_and_runs_after_outside_the_timed_region():
+    samples = sample(lambda: None, CpuClock(), min_time=100, min_runs=1, max_runs=50, max_time=100)
     assert len(samples) == 50
+    import time
+
+    after = []
+    samples = sample(lambda: None, CpuClock(), min_runs=3, max_runs=3, after=lambda: (time.sleep(0.01), after.append(1)))
+    assert len(after) == 3 and max(samples) < 0.01  # the sleep in after() is not timed
+    assert sample(lambda: None, CpuClock(), min_runs=0, min_time=0) == []  # no warm-up asked: none run
 
 
 def test_back_to_back_is_per_call():

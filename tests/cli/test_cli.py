@@ -1,0 +1,162 @@
+"""The command line, in-process through main(argv) (one subprocess smoke test): every mode
+honours --format and --output, flags that do not apply are refused, and nothing prints a
+traceback."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from torchprof_lab.cli import main
+
+FAST = ["--min-time", "0.05", "--warmup", "1", "--warmup-time", "0"]
+
+
+def test_smoke_as_a_subprocess():
+    result = subprocess.run([sys.executable, "-m", "torchprof_lab", "resnet18", "--batch", "2", "--depth", "1",
+                             "--no-timing"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "MACs" in result.stdout and "Total" in result.stdout and "3.63 G" in result.stdout  # 2 x 1.814 GMACs
+    result = subprocess.run([sys.executable, "-m", "torchprof_lab"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--device-info" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_json_to_file(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["mobilenet_v2", "--device", "meta", "--format", "json", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert abs(data["macs"] / 1e9 - 0.301) < 0.0015 and data["dtype"] == "fp32"
+
+
+def test_factory_spec_and_backward(capsys):
+    assert main(["torchvision.models:resnet18", "--input-shape", "3,32,32", "--batch", "2", "--backward",
+                 "--no-timing", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("name,type,depth") and int(lines[-1].split(",")[-2]) > 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["resnet5"], "did you mean resnet50"),
+    (["resnet18", "--input-shape", "4,64,64", "--no-timing"], "'conv1' (Conv2d)"),
+    pytest.param(["resnet18", "--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    (["resnet18", "--device", "tpu9"], "unknown device"),
+    (["--device-info", "--batch", "4"], "--batch does not apply to --device-info"),
+    (["resnet18", "--no-timing", "--sweep"], "--sweep does not apply to counting only"),
+    (["resnet18", "--device", "meta", "--per-layer", "--min-time", "1"], "--min-time, --per-layer do not apply"),
+    (["resnet18", "--compare-dtypes", "bf16", "--per-layer"], "--per-layer does not apply to --compare-dtypes"),
+    (["resnet18", "--sweep-budget", "5"], "--sweep-budget applies to --sweep"),
+    (["resnet18", "--ddp", "--compare-dtypes", "bf16"], "separate modes"),
+    (["resnet18", "--batch", "1,2", "--compare-dtypes", "bf16"], "takes one batch size"),
+    (["resnet18", "--no-timing", "--batch-plot", "x.png"], "--batch-plot does not apply"),
+    (["resnet18", "--batch-plot", "x.png"], "draws several batch sizes"),
+    (["--device-info", "resnet18"], "give no model"),
+    (["resnet18", "--compare-dtypes", "fp32,nope"], "unknown precision 'nope'"),
+])
+def test_user_errors_exit_2_in_one_line(args, needle, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["resnet18", "--batch", "0"], ["resnet18", "--input-shape", "3,a"],
+                                  ["resnet18", "--batch", "1,x"], ["resnet18", "--dtype", "fp8"],
+                                  ["resnet18", "--min-time", "inf"], ["resnet18", "--min-time", "nan"]])
+def test_bad_values_are_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_precision_names_are_one_table(tmp_path):
+    out = tmp_path / "c.json"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--no-timing", "--dtype", "BFloat16", "--format", "json",
+                 "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["dtype"] == "bf16" and data["param_dtype"] == "fp32"
+    fp32 = json.loads(_json(["resnet18", "--input-shape", "3,32,32", "--no-timing"]))
+    assert data["macs"] == fp32["macs"]  # the same work in about half the bytes (max-pool indices stay int64)
+    assert data["bytes"] * 2 == pytest.approx(fp32["bytes"], rel=0.01)
+
+
+def _json(args):
+    buffer = io.StringIO()
+    old, sys.stdout = sys.stdout, buffer
+    try:
+        assert main([*args, "--format", "json"]) == 0
+    finally:
+        sys.stdout = old
+    return buffer.getvalue()
+
+
+def test_timing_flags(tmp_path):
+    out = tmp_path / "t.json"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "1,2", *FAST, "--warmup-time", "0.2",
+                 "--threads", "1", "--per-layer", "--format", "json", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [row["batch_size"] for row in data["timing"]["rows"]] == [1, 2]
+    assert data["timing"]["environment"]["intra_op_threads"] == 1
+    assert data["timing"]["settings"]["warmup_time_s"] == 0.2
+    assert data["layers"][0]["latency"] > 0
+
+
+def test_train_and_no_timing(capsys):
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "2", "--train", *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "Timing (train" in text and "Train FLOPs" in text
+    assert main(["resnet18", "--input-shape", "3,32,32", "--no-timing"]) == 0
+    assert "Timing" not in capsys.readouterr().out
+    assert main(["resnet18", "--dtype", "tf32", "--min-time", "0"]) == 2  # TF32 is CUDA's
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+def test_device_info_in_every_format(fmt, tmp_path):
+    out = tmp_path / f"d.{fmt}"
+    assert main(["--device-info", "--format", fmt, "--output", str(out)]) == 0
+    text = out.read_text()
+    if fmt == "json":
+        assert json.loads(text)["kind"] in ("cpu", "gpu")
+    elif fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows[0] == ["field", "value"] and any(r[0] == "logical_cpus" for r in rows)
+    elif fmt == "markdown":
+        assert text.startswith("### ") and "| field" in text
+    else:
+        assert "logical_cpus" in text
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "markdown"])
+def test_compare_dtypes_in_every_format(fmt, tmp_path):
+    out = tmp_path / f"p.{fmt}"
+    assert main(["torchvision.models:resnet18", "--input-shape", "3,16,16", "--batch", "2", "--compare-dtypes",
+                 "BF16", *FAST, "--format", fmt, "--output", str(out)]) == 0
+    text = out.read_text()
+    if fmt == "json":
+        assert [r["dtype"] for r in json.loads(text)["rows"]] == ["fp32", "bf16"]
+    elif fmt == "csv":
+        assert [r[0] for r in csv.reader(io.StringIO(text))] == ["Precision", "fp32", "bf16"]
+    else:
+        assert "| bf16" in text and "Speed-up" in text
+
+
+def test_output_is_written_atomically(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "r.json"
+    out.write_text("the earlier report\n")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert main(["resnet18", "--device", "meta", "--format", "json", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.strip().splitlines()) == 1
+    assert out.read_text() == "the earlier report\n"  # not truncated, not replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left
+    monkeypatch.undo()
+    assert main(["resnet18", "--device", "meta", "--output", str(tmp_path / "missing" / "r.txt")]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""The package's shape, checked: no import cycle between its modules (imports inside
+functions included), and results that are values (frozen)."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import torchprof_lab
+
+PACKAGE = Path(torchprof_lab.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """Package modules ``path`` imports anywhere in its body, functions included."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if candidate in modules else target)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = [p for p in PACKAGE.rglob("*.py")]
+    modules = {_module_name(p) for p in files}
+    return {_module_name(p): _imports(p, modules) for p in files}
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {m: {d for d in deps if not d.endswith("__init__")} for m, deps in import_graph().items()}
+    graph = {m: deps - {"torchprof_lab"} for m, deps in graph.items() if m != "torchprof_lab"}
+    state, cycles = {}, []
+
+    def visit(node, trail):
+        state[node] = "open"
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "open":
+                cycles.append(trail[trail.index(dep):] + [dep] if dep in trail else [node, dep])
+            elif dep not in state:
+                visit(dep, trail + [dep])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_the_graph_is_read_correctly():
+    graph = import_graph()
+    assert "torchprof_lab.timing.result" in graph["torchprof_lab.result"]
+    assert "torchprof_lab.report.render" in graph["torchprof_lab.timing.result"]
+    assert not any(d.startswith("torchprof_lab.timing") or d.startswith("torchprof_lab.counting")
+                   for d in graph["torchprof_lab.report.render"])  # report/ only renders
+
+
+@pytest.mark.parametrize("cls", [torchprof_lab.ProfileReport, torchprof_lab.LayerRecord, torchprof_lab.BenchmarkRow,
+                                 torchprof_lab.BenchmarkReport, torchprof_lab.LatencyStats, torchprof_lab.Ceiling,
+                                 torchprof_lab.TimingOptions, torchprof_lab.Precision])
+def test_results_are_frozen_values(cls):
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen

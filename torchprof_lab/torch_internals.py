@@ -1,0 +1,137 @@
+"""Every private torch API the package uses, in one place.
+
+No other module of the package may import from a ``torch._*`` / ``torch.utils._*`` path
+or read an underscore attribute of a torch object: it imports the name from here. When a
+torch release moves one of these, this file (and ``REQUIRED``, which
+``tests/test_torch_internals.py`` resolves against the installed torch) is the whole fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+# ---------------------------------------------------------------------- pytree
+# nested inputs/outputs (tuples, lists, dicts, dataclasses) walked the way torch itself does;
+# torch has no public pytree module yet
+from torch.utils._pytree import tree_leaves, tree_map
+
+# ---------------------------------------------------------------------- dispatch
+# the hook below autograd that sees every aten op a model runs: the counter is one of these
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# the type of the ``func`` a dispatch mode receives (the formula table's keys) and of
+# ``torch.ops.ns.name``, which stands for all of an op's overloads
+from torch._ops import OpOverload, OpOverloadPacket
+
+
+def can_decompose(op: OpOverload) -> bool:
+    """Whether ``op`` is a composite with a C++ decomposition (seen whole under inference_mode)."""
+    return op._can_decompose()
+
+
+def decompose(op: OpOverload, *args, **kwargs):
+    """Run ``op`` as its parts, so each part meets the counter (NotImplemented if it has none)."""
+    return op.decompose(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------- autograd
+# the sequence number the next autograd node will get: recorded at each module boundary in
+# the forward, it says which layer made each node
+get_sequence_nr = torch._C._autograd._get_sequence_nr
+# the autograd node now running backward (None outside backward): whose gradient an op computes
+current_autograd_node = torch._C._current_autograd_node
+
+
+def sequence_nr_of(node) -> int:
+    """An autograd node's sequence number (the one ``get_sequence_nr`` gave out when it was made)."""
+    return node._sequence_nr()
+
+
+# ---------------------------------------------------------------------- tensors
+# copies a list of tensors into another in one call (restoring buffers: half a loop's time)
+foreach_copy_ = torch._foreach_copy_
+
+
+# ---------------------------------------------------------------------- module internals
+# A module's own members straight from its dicts: named_parameters(recurse=False) and friends
+# build a generator over named_modules per call, too slow in a walk over every layer.
+# Each member once, under its first name, as the public methods give them.
+
+def own_parameters(module: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """(name, parameter) held by ``module`` itself, as ``named_parameters(recurse=False)``."""
+    seen: set[int] = set()
+    for name, p in module._parameters.items():
+        if p is not None and id(p) not in seen:
+            seen.add(id(p))
+            yield name, p
+
+
+def own_buffers(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, bool]]:
+    """(name, buffer, persistent) held by ``module`` itself, as ``named_buffers(recurse=False)``.
+
+    persistent: whether state_dict() holds it (``register_buffer(..., persistent=False)`` is not).
+    """
+    seen: set[int] = set()
+    non_persistent = module._non_persistent_buffers_set
+    for name, b in module._buffers.items():
+        if b is not None and id(b) not in seen:
+            seen.add(id(b))
+            yield name, b, name not in non_persistent
+
+
+def child_modules(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(name, child) of ``module``'s direct submodules, as ``named_children()``."""
+    seen: set[int] = set()
+    for name, child in module._modules.items():
+        if child is not None and id(child) not in seen:
+            seen.add(id(child))
+            yield name, child
+
+
+# ---------------------------------------------------------------------- torch.compile
+# torch.compile(module) returns an OptimizedModule wrapping the original as ``_orig_mod``:
+# layer names under it carry this prefix
+COMPILED_PREFIX = "_orig_mod"
+
+
+def uncompiled(module: nn.Module) -> nn.Module:
+    """The module ``torch.compile`` wrapped (``module`` itself when it is not compiled)."""
+    return getattr(module, COMPILED_PREFIX, module)
+
+
+def uncompiled_name(name: str) -> str:
+    """A layer name of a compiled module as the original module names it ("_orig_mod.fc" -> "fc")."""
+    return name.removeprefix(COMPILED_PREFIX + ".").removeprefix(COMPILED_PREFIX)
+
+
+# ---------------------------------------------------------------------- the contract
+# Every private name above as a dotted path: importable module, then attributes. Instance
+# attributes are named on their class (the test resolves them on an instance).
+REQUIRED = (
+    "torch.utils._pytree.tree_leaves",
+    "torch.utils._pytree.tree_map",
+    "torch.utils._python_dispatch.TorchDispatchMode",
+    "torch._ops.OpOverload",
+    "torch._ops.OpOverloadPacket",
+    "torch._ops.OpOverload._can_decompose",
+    "torch._ops.OpOverload.decompose",
+    "torch._C._autograd._get_sequence_nr",
+    "torch._C._current_autograd_node",
+    "torch.autograd.graph.Node._sequence_nr",
+    "torch._foreach_copy_",
+    "torch.nn.Module._parameters",
+    "torch.nn.Module._buffers",
+    "torch.nn.Module._non_persistent_buffers_set",
+    "torch.nn.Module._modules",
+    "torch._dynamo.eval_frame.OptimizedModule._orig_mod",
+)
+
+__all__ = [
+    "tree_leaves", "tree_map", "TorchDispatchMode", "OpOverload", "OpOverloadPacket",
+    "can_decompose", "decompose", "get_sequence_nr", "current_autograd_node", "sequence_nr_of",
+    "foreach_copy_", "own_parameters", "own_buffers", "child_modules", "COMPILED_PREFIX",
+    "uncompiled", "uncompiled_name", "REQUIRED",
+]
