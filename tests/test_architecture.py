@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 import torchprof_lab
+from torchprof_lab.distributed import DistributedReport, RankRow
+from torchprof_lab.hardware.info import DeviceInfo
+from torchprof_lab.precision_compare import PrecisionReport, PrecisionRow
 
 PACKAGE = Path(torchprof_lab.__file__).parent
 
@@ -74,6 +77,7 @@ def test_the_graph_is_read_correctly():
 
 @pytest.mark.parametrize("cls", [torchprof_lab.ProfileReport, torchprof_lab.LayerRecord, torchprof_lab.BenchmarkRow,
                                  torchprof_lab.BenchmarkReport, torchprof_lab.LatencyStats, torchprof_lab.Ceiling,
-                                 torchprof_lab.TimingOptions, torchprof_lab.Precision])
+                                 torchprof_lab.TimingOptions, torchprof_lab.Precision, DistributedReport, RankRow,
+                                 PrecisionReport, PrecisionRow, DeviceInfo])
 def test_results_are_frozen_values(cls):
     assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen

@@ -8,7 +8,7 @@ from .errors import ForwardError, ProfilerError, UncountedOpsError, UnknownModel
 from .hardware.ceiling import Ceiling
 from .hardware.info import device_info
 from .hardware.peak import peak_bandwidth, peak_flops
-from .precision import compare_precision
+from .precision_compare import compare_precision
 from .result import ProfileReport
 from .timing.benchmark import benchmark
 from .timing.options import TimingOptions

@@ -6,59 +6,79 @@ it timed), then compared with the device's ceilings, and one ProfileReport is ma
 
 from __future__ import annotations
 
-import copy
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from .counting.engine import run_pass
 from .counting.rollup import layer_records, params_used, tensor_totals
 from .dtypes import label, precision
-from .errors import UncountedOpsError
+from .errors import ForwardError, ProfilerError, UncountedOpsError
 from .hardware.ceiling import ceiling_for
 from .hardware.compare import HardwareComparison, compare
-from .model_state import call_args, check_device, floating_dtype, model_device
+from .inputs import call_args, check_batch_size, check_shape, infer_batch, make_inputs
+from .model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
 from .result import ProfileReport
-from .timing.benchmark import benchmark
+from .timing.benchmark import benchmark, is_out_of_memory
 from .timing.options import TimingOptions
+from .timing.prepare import precision_plan
+
+COUNTED = ("fp64", "fp32", "tf32", "fp16", "bf16")  # precisions a count can be made in
 from .torch_internals import tree_leaves, tree_map, uncompiled_name
 
 
-def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1, *,
+def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int | None = None, *,
           inputs=None, device=None, backward: bool = False, train: bool | None = None,
           strict: bool = False, depth: int | None = None, name: str | None = None,
           dtype=None, formulas: dict | None = None) -> ProfileReport:
     """Count params, MACs, FLOPs and bytes of one forward (and backward) pass, per layer.
 
-    input_shape is one sample's shape (the batch is separate); ``inputs`` takes any example
-    input instead: a tensor, a tuple of positional args, or a dict of keyword args.
+    input_shape is one sample's shape (the batch is separate, 1 by default); ``inputs`` takes
+    any example input instead: a tensor, a tuple of positional args, a dict of keyword args or
+    a callable of the batch size; its batch is the one its tensors carry (``batch_size=`` when
+    their first dimensions differ).
     device="meta" counts without allocating weights or doing arithmetic. ``dtype`` counts the
-    model in another precision (a cast copy; bytes follow the element size). ``formulas``
+    model in another precision as timing runs it: a cast copy, or for a training step
+    (backward=True) of an fp32 model in fp16/bf16, autocast (not on meta). ``formulas``
     ({op: (args, kwargs, out) -> (macs, flops)}) adds or overrides cost formulas for this call.
     The model runs in eval mode unless ``train`` (default: train exactly when ``backward``);
     its flags, weights, buffers, hooks and gradients are as before when this returns or raises.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    meta, run_device = _resolve_device(model, device)
-    held = floating_dtype(model)
-    cast = precision(dtype).dtype if dtype is not None else None
-    cast = None if cast == held else cast
-    # a real model in another precision is a cast copy; on meta the stand-in tensors are cast
-    work = copy.deepcopy(model).to(cast) if cast is not None and not meta else model
-    args, kwargs, batch, description = _example_inputs(work, input_shape, batch_size, inputs, run_device,
-                                                       dtype=cast)
-    return _count(work, args, kwargs, batch, description, meta=meta, backward=backward,
-                  train=backward if train is None else bool(train), strict=strict, depth=depth,
-                  name=name or type(model).__name__, device=str(run_device), formulas=formulas,
-                  held=held, counted=cast or held, cast=cast if meta else None)
+    _check_common(model, strict=strict, backward=backward, depth=depth, name=name, formulas=formulas)
+    if train is not None and not isinstance(train, bool):
+        raise ValueError(f"train must be True, False or None, got {train!r}")
+    if dtype is not None:
+        dtype = precision(dtype, allowed=COUNTED).name
+    with model_lock(model), rng_restored():  # one run per model at a time; a seeded program unaffected
+        meta, run_device = _resolve_device(model, device)
+        held = floating_dtype(model)
+        want, cast, autocast = precision_plan(held, dtype, backward)
+        if autocast and meta:
+            raise ValueError(f"a {want.name} training step runs under autocast, which does not run on meta: "
+                             f"count on the model's device, or count a model cast to {want.name}")
+        # a real model in another precision is a cast copy; on meta the stand-in tensors are cast
+        work = model_copy(model).to(cast) if cast is not None and not meta else model
+        args, kwargs, batch, description = _example_inputs(work, input_shape, batch_size, inputs, run_device,
+                                                           dtype=cast)
+        with torch.autocast(run_device.type, dtype=want.dtype) if autocast else nullcontext():
+            report = _count(work, args, kwargs, batch or 1, description, meta=meta, backward=backward,
+                            train=backward if train is None else bool(train), strict=strict, depth=depth,
+                            name=name or type(model).__name__, device=str(run_device), formulas=formulas,
+                            held=held, counted=want.name, cast=cast if meta else None, totals_of=model)
+    if batch is None:  # the counts stand; only the batch label is unknown
+        return replace(report, notes=(*report.notes, "batch size unknown: the inputs' first dimensions differ "
+                                                     "(pass batch_size= to label it); shown as 1"))
+    return report
 
 
 def _count(model, args, kwargs, batch, description, *, meta, backward, train, strict, depth, name, device,
-           held, counted, formulas=None, cast=None) -> ProfileReport:
-    """One counting pass of ``model(*args, **kwargs)`` made into the report's records."""
+           held, counted: str, formulas=None, cast=None, totals_of=None) -> ProfileReport:
+    """One counting pass of ``model(*args, **kwargs)`` made into the report's records; parameter
+    and buffer totals are those of ``totals_of`` (the user's model, not a cast copy of it)."""
     result = run_pass(model, args, kwargs, meta=meta, backward=backward, train=train, formulas=formulas,
                       cast=cast)
     if strict and result.uncounted:
@@ -67,13 +87,15 @@ def _count(model, args, kwargs, batch, description, *, meta, backward, train, st
     return ProfileReport(
         model=name, inputs=description, batch_size=batch, device=device,
         mode="train" if train else "eval", backward=backward,
-        params_used=params_used(model, result), **tensor_totals(model, list(result.accumulators)),
-        param_dtype=label(held), dtype=label(counted),
+        params_used=params_used(model, result),
+        **(tensor_totals(totals_of) if _other_and_materialised(totals_of, model)
+           else tensor_totals(model, list(result.accumulators))),
+        param_dtype=label(held), dtype=counted,
         model_record=model_record, layers=tuple(layers), uncounted_ops=result.uncounted, depth=depth,
     )
 
 
-def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1, *,
+def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int | None = None, *,
             batch_sizes: Sequence[int] | None = None, timing: bool = True, inputs=None, device=None,
             strict: bool = False, depth: int | None = None, name: str | None = None,
             backward: bool | None = None, hardware: bool = True, formulas: dict | None = None,
@@ -89,44 +111,73 @@ def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_si
     counted. ``hardware`` compares rows and layers with the device's ceilings (utilisation,
     roofline; on the CPU this measures a matmul and a copy once per process, about a second).
     """
+    _check_common(model, strict=strict, backward=backward, depth=depth, name=name, formulas=formulas,
+                  timing=timing, hardware=hardware)
     options = TimingOptions.of(options, **settings)
-    sizes = list(batch_sizes) if batch_sizes else [batch_size]
-    backward = options.train if backward is None else backward
-    name = name or type(model).__name__
-    if not timing or model_device(model).type == "meta" or (device is not None and str(device) == "meta"):
-        return count(model, input_shape, sizes[0], inputs=inputs, device=device, backward=backward,
-                     train=options.train or None, strict=strict, depth=depth, name=name,
-                     dtype=options.dtype, formulas=formulas)
-    counted: dict[int, ProfileReport] = {}
+    if batch_sizes is not None and (isinstance(batch_sizes, (int, str)) or not isinstance(batch_sizes, Sequence)
+                                    or not batch_sizes):
+        raise ValueError(f"batch_sizes must be a non-empty list of positive integers such as [1, 8, 32], "
+                         f"got {batch_sizes!r}")
+    with model_lock(model), rng_restored():  # one run per model at a time; a seeded program unaffected
+        sizes = list(batch_sizes) if batch_sizes else [batch_size] if batch_size else None
+        backward = options.train if backward is None else backward
+        name = name or type(model).__name__
+        if not timing or model_device(model).type == "meta" or (device is not None and str(device) == "meta"):
+            return count(model, input_shape, sizes[0] if sizes else None, inputs=inputs, device=device,
+                         backward=backward, train=options.train or None, strict=strict, depth=depth, name=name,
+                         dtype=options.dtype, formulas=formulas)
+        counted: dict[int, ProfileReport] = {}
+        timed_precision = precision_plan(floating_dtype(model), options.dtype, options.train)[0].name
 
-    def counts(work, args, kwargs):
-        """Count what was just timed; the first batch's count becomes the per-layer table."""
-        where = model_device(work)
-        _, _, batch, description = _wrap_inputs(args if not kwargs else kwargs, where)
-        under_autocast = torch.is_autocast_enabled(where.type)
-        report = _count(work, args, kwargs, batch, description, meta=False, backward=backward,
-                        train=options.train, strict=strict, depth=depth, name=name, device=str(where),
-                        formulas=formulas, held=floating_dtype(model),
-                        counted=torch.get_autocast_dtype(where.type) if under_autocast else floating_dtype(work))
-        counted.setdefault(batch, report)
-        flops = report.total_flops if options.train else report.flops
-        nbytes = report.bytes + report.backward_bytes if options.train else report.bytes
-        return flops, nbytes
+        def counts(work, args, kwargs, batch):
+            """Count what was just timed; the first batch's count becomes the per-layer table."""
+            where = model_device(work)
+            description = _describe(args, kwargs)
+            report = _count(work, args, kwargs, batch, description, meta=False, backward=backward,
+                            train=options.train, strict=strict, depth=depth, name=name, device=str(where),
+                            formulas=formulas, held=floating_dtype(model), totals_of=model,
+                            counted=timed_precision)
+            counted.setdefault(batch, report)
+            flops = report.total_flops if options.train else report.flops
+            nbytes = report.bytes + report.backward_bytes if options.train else report.bytes
+            return flops, nbytes
 
-    bench = benchmark(model, input_shape, None if inputs is not None else sizes, inputs=inputs, device=device,
-                      options=options, counts=counts, name=name)
-    ok = [r.batch_size for r in bench.rows if r.ok]
-    table = counted.get(ok[0]) if ok else None
-    if table is None:  # nothing ran: the table counts the model as it is
-        table = count(model, input_shape, sizes[0], inputs=inputs, device=device, backward=backward,
-                      train=options.train or None, strict=strict, depth=depth, name=name, formulas=formulas)
-    if options.per_layer:
-        table = _with_layer_latency(table, bench.layer_latency)
-    if hardware:
-        ceiling = ceiling_for(torch.device(bench.device), bench.dtype, options.threads)
-        if ceiling is not None:
-            return _with_hardware(table, bench, compare([*table.layers, table.model_record], bench.rows, ceiling))
-    return replace(table, timing=bench)
+        fixed_inputs = inputs is not None and not callable(inputs)
+        try:
+            bench = benchmark(model, input_shape, None if fixed_inputs else sizes, inputs=inputs, device=device,
+                              batch_size=batch_size if fixed_inputs else None, options=options, counts=counts,
+                              name=name)
+        except Exception as exc:
+            if is_out_of_memory(exc) or isinstance(exc, ProfilerError):
+                raise
+            # a forward that raised while timed: a counting pass names the layer and the shapes it got
+            try:
+                count(model, input_shape, (sizes or [None])[0], inputs=inputs, device=device, dtype=options.dtype)
+            except ForwardError as named:
+                raise named from exc
+            except Exception:  # noqa: BLE001 - the count failed otherwise: the timing error is the one to show
+                pass
+            raise
+        ok = [r.batch_size for r in bench.rows if r.ok]
+        table = counted.get(ok[0]) if ok else None
+        if table is None:  # nothing ran: the table counts the model as it is
+            table = count(model, input_shape, (sizes or [None])[0], inputs=inputs, device=device, backward=backward,
+                          train=options.train or None, strict=strict, depth=depth, name=name, formulas=formulas,
+                          dtype=options.dtype)
+        if options.per_layer:
+            table = _with_layer_latency(table, bench.layer_latency)
+        if hardware:
+            ceiling = ceiling_for(torch.device(bench.device), bench.dtype, options.threads)
+            if ceiling is not None:
+                return _with_hardware(table, bench, compare([*table.layers, table.model_record], bench.rows, ceiling))
+        return replace(table, timing=bench)
+
+
+def _other_and_materialised(totals_of, model) -> bool:
+    """Whether ``totals_of`` is another model than the one counted whose parameters all have a
+    size (a lazy model's copy is counted when the model itself has no sizes yet)."""
+    return (totals_of is not None and totals_of is not model
+            and not any(is_lazy(t) for t in (*totals_of.parameters(), *totals_of.buffers())))
 
 
 def _with_layer_latency(report: ProfileReport, latency: dict[str, float]) -> ProfileReport:
@@ -153,6 +204,21 @@ def _with_hardware(report: ProfileReport, bench, comparison: HardwareComparison)
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_common(model, *, depth, name, formulas, **flags) -> None:
+    """One-line errors for arguments count() and profile() share."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for flag, value in flags.items():
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{flag} must be True or False, got {value!r}")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"name must be a string, got {name!r}")
+    if formulas is not None and not isinstance(formulas, dict):
+        raise ValueError(f"formulas must be a dict {{op: formula}}, got {type(formulas).__name__}")
+
+
 def _resolve_device(model: nn.Module, device) -> tuple[bool, torch.device]:
     home = model_device(model)
     if device is None:
@@ -167,35 +233,27 @@ def _resolve_device(model: nn.Module, device) -> tuple[bool, torch.device]:
 
 
 def _example_inputs(model, input_shape, batch_size, inputs, device, dtype=None):
+    """(args, kwargs, batch, description): the user's inputs on ``device``, or a random batch."""
     if inputs is not None:
         if input_shape is not None:
             raise ValueError("give input_shape or inputs, not both")
-        return _wrap_inputs(inputs, device)
+        inputs = make_inputs(inputs, batch_size or 1)
+        inputs = tree_map(lambda t: t.to(device="meta" if device.type == "meta" else t.device,
+                                          dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
+                          if isinstance(t, torch.Tensor) else t, inputs)
+        args, kwargs = call_args(inputs)
+        batch = batch_size if batch_size is not None else infer_batch(args, kwargs)
+        return args, kwargs, check_batch_size(batch) if batch is not None else None, _describe(args, kwargs)
     if input_shape is None:
         raise ValueError("input_shape is required (one sample's shape, e.g. (3, 224, 224)) unless inputs= is given")
-    shape = _check_shape(input_shape)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    shape = check_shape(input_shape)
+    batch_size = check_batch_size(1 if batch_size is None else batch_size)
     dtype = dtype or floating_dtype(model)
     x = torch.randn((batch_size, *shape), dtype=dtype, device=device)
     return (x,), {}, batch_size, f"{(batch_size, *shape)} {label(dtype)}"
 
 
-def _check_shape(input_shape) -> tuple[int, ...]:
-    if isinstance(input_shape, int) or not isinstance(input_shape, (Sequence, torch.Size)) or isinstance(input_shape, str):
-        raise ValueError(f"input_shape must be a sequence of positive ints such as (3, 224, 224), got {input_shape!r}")
-    shape = tuple(input_shape)
-    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise ValueError(f"input_shape must be a sequence of positive ints such as (3, 224, 224), got {input_shape!r}")
-    return shape
-
-
-def _wrap_inputs(inputs, device):
-    """(args, kwargs, batch, description) of a user's example input, moved to meta for a meta count."""
-    if device.type == "meta":
-        inputs = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, inputs)
-    args, kwargs = call_args(inputs)
+def _describe(args, kwargs) -> str:
     tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-    batch = tensors[0].shape[0] if tensors and tensors[0].dim() else 1
-    description = ", ".join(f"{tuple(t.shape)} {label(t.dtype)}" for t in tensors[:4])
-    return args, kwargs, batch, description or "(no tensors)"
+    shown = ", ".join(f"{'nested' if t.is_nested else tuple(t.shape)} {label(t.dtype)}" for t in tensors[:4])
+    return shown + (f" (+{len(tensors) - 4} more)" if len(tensors) > 4 else "") if shown else "(no tensors)"

@@ -14,10 +14,11 @@ from .dtypes import TIMED, precision
 from .errors import ForwardError, ProfilerError, UncountedOpsError
 from .hardware.info import device_info
 from .models import build_model
-from .precision import SUPPORTED, compare_precision
+from .precision_compare import compare_precision
 from .report.plot import batch_scaling_png, roofline_png
 from .report.render import FORMATS, render
 from .report.write import write_atomically
+from .timing.benchmark import is_out_of_memory
 from .timing.options import TimingOptions
 
 
@@ -165,8 +166,9 @@ def _check_flags(args, mode: str) -> None:
         raise UsageError("a model name is required (or --device-info)")
     if args.sweep_budget is not None and not args.sweep:
         raise UsageError("--sweep-budget applies to --sweep")
-    if mode in ("compare_dtypes", "ddp") and args.batch and len(args.batch) > 1:
-        raise UsageError(f"{_MODE_SWITCH[mode]} takes one batch size, got {len(args.batch)}")
+    if mode in ("compare_dtypes", "ddp", "count") and args.batch and len(args.batch) > 1:
+        what = _MODE_SWITCH.get(mode, "counting only (--no-timing or --device meta)")
+        raise UsageError(f"{what} takes one batch size, got {len(args.batch)}")
 
 
 def _timing_options(args, **fixed) -> TimingOptions:
@@ -199,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             print(text, end="" if text.endswith("\n") else "\n")
         return 0
     except (UncountedOpsError, OSError, RuntimeError, MemoryError) as exc:  # the run failed
+        if is_out_of_memory(exc) or is_out_of_memory(exc.__cause__):
+            return _fail(ProfilerError(f"out of memory at batch {','.join(map(str, args.batch or [1]))}: "
+                                       f"try a smaller --batch, or --device meta to count without memory"), 1)
         if isinstance(exc, ForwardError):
             return _fail(exc, 2)
         return _fail(exc, 1)
@@ -236,8 +241,9 @@ def _run(mode: str, args):
                  "untrained model"] if built.random_weights else []
         return compare_precision(built.model, None if sample is not None else shape, batches[0],
                                  dtypes=args.compare_dtypes, inputs=sample, name=built.name, notes=notes,
-                                 options=_timing_options(args, min_time=args.min_time or 0.5,
-                                                         warmup=2 if args.warmup is None else args.warmup)), []
+                                 options=_timing_options(
+                                     args, min_time=0.5 if args.min_time is None else args.min_time,
+                                     warmup=2 if args.warmup is None else args.warmup)), []
     timed = mode == "profile"
     if args.batch_plot and not (len(batches) > 1 or args.sweep):
         raise UsageError("--batch-plot draws several batch sizes: give --batch 1,8,64 or --sweep")

@@ -6,22 +6,22 @@ Call ``ddp_benchmark`` inside an initialised process group (torchrun does that f
 
 from __future__ import annotations
 
-import copy
 import gc
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .model_state import model_copy
 from .report import render
 from .timing.loop import clock_for, sample
 from .timing.options import TimingOptions
-from .timing.prepare import example_batch, make_step, plan
+from .timing.prepare import backend_settings, example_batch, make_step, plan
 from .timing.stats import LatencyStats
 
 
@@ -35,7 +35,7 @@ def scaling_efficiency(total_samples_per_s: float, world_size: int, single_sampl
     return total_samples_per_s / (world_size * single_samples_per_s)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankRow:
     rank: int
     host: str
@@ -55,7 +55,7 @@ class RankRow:
                 "samples_per_s": self.samples_per_s, "comm_s_per_step": self.comm_s_per_step}
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistributedReport:
     model: str
     backend: str
@@ -64,7 +64,9 @@ class DistributedReport:
     param_bytes: int
     single_samples_per_s: float
     single_source: str  # "measured on rank 0 in this run" or "given"
-    rows: list[RankRow] = field(default_factory=list)
+    rows: tuple[RankRow, ...] = ()
+    dtype: str = "fp32"  # the step's precision ("bf16" with autocast: see autocast)
+    autocast: bool = False
 
     @property
     def total_samples_per_s(self) -> float:
@@ -84,7 +86,8 @@ class DistributedReport:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "backend": self.backend, "world_size": self.world_size,
-                "batch_size_per_rank": self.batch_size_per_rank, "param_bytes": self.param_bytes,
+                "batch_size_per_rank": self.batch_size_per_rank, "dtype": self.dtype, "autocast": self.autocast,
+                "param_bytes": self.param_bytes,
                 "single_samples_per_s": self.single_samples_per_s, "single_source": self.single_source,
                 "total_samples_per_s": self.total_samples_per_s, "slowest_rank": self.slowest_rank,
                 "scaling_efficiency": self.efficiency, "allreduce_bytes_per_step": self.allreduce_bytes_per_step,
@@ -124,7 +127,6 @@ def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, options
     step) on every rank; rank 0 also times the plain step alone (others wait) for the scaling
     baseline. ``options`` or its fields as keywords, as for benchmark; train is implied."""
     options = TimingOptions.of(options, **settings, train=True)
-    min_time, min_runs, warmup = options.min_time, options.min_runs, options.warmup
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("ddp_benchmark needs an initialised torch.distributed process group (run under torchrun)")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -132,15 +134,24 @@ def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, options
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
     clock = clock_for(device)
-    work = copy.deepcopy(model).to(device).train()
-    run = plan(work, options, device)
+    run = plan(model, options, device)
+    work = model_copy(model).to(device)
+    work = (work.to(run.cast_to) if run.cast_to is not None else work).train()
     x = example_batch(tuple(input_shape), batch_size, run)
+    with backend_settings(run):  # threads, TF32 and cudnn flags as the run's precision says
+        return _time_ranks(work, x, run, clock, single_samples_per_s, name or type(model).__name__, batch_size,
+                           rank, world, backend, local_rank, device)
+
+
+def _time_ranks(work, x, run, clock, single_samples_per_s, name, batch_size, rank, world, backend, local_rank,
+                device) -> DistributedReport | None:
+    min_time, min_runs, warmup = run.options.min_time, run.options.min_runs, run.options.warmup
     source = "given"
     if single_samples_per_s is None:
         source = "measured on rank 0 in this run, other ranks idle"
         value = torch.zeros(1, dtype=torch.float64)
         if rank == 0:
-            alone = copy.deepcopy(work)
+            alone = model_copy(work)
             step = make_step(alone, (x,), {}, run)
             for _ in range(warmup):
                 step()
@@ -164,8 +175,8 @@ def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, options
     if rank != 0:
         return None
     param_bytes = sum(p.numel() * p.element_size() for p in work.parameters() if p.requires_grad)
-    return DistributedReport(name or type(model).__name__, backend, world, batch_size, param_bytes,
-                             single_samples_per_s, source, sorted(gathered, key=lambda r: r.rank))
+    return DistributedReport(name, backend, world, batch_size, param_bytes, single_samples_per_s, source,
+                             tuple(sorted(gathered, key=lambda r: r.rank)), run.precision.name, run.autocast)
 
 
 def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool = False,

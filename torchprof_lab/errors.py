@@ -30,3 +30,7 @@ class UnknownModelError(ProfilerError, ValueError):
         self.name, self.suggestions = name, list(suggestions)
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         super().__init__(f"unknown model '{name}'{hint}{detail}")
+
+
+class ModelBuildError(ProfilerError, RuntimeError):
+    """The model could not be built: its factory raised, or its weights could not be loaded."""

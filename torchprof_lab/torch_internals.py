@@ -82,6 +82,13 @@ def own_buffers(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, bool]]:
             yield name, b, name not in non_persistent
 
 
+def module_containers(module: nn.Module) -> tuple[dict, dict, dict, set]:
+    """The dicts (and set) a module keeps its members in, as the very objects it holds:
+    (parameters, buffers, submodules, names of non-persistent buffers). Snapshotting and
+    restoring their contents undoes members added, removed or replaced during a forward."""
+    return module._parameters, module._buffers, module._modules, module._non_persistent_buffers_set
+
+
 def child_modules(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """(name, child) of ``module``'s direct submodules, as ``named_children()``."""
     seen: set[int] = set()
@@ -132,6 +139,6 @@ REQUIRED = (
 __all__ = [
     "tree_leaves", "tree_map", "TorchDispatchMode", "OpOverload", "OpOverloadPacket",
     "can_decompose", "decompose", "get_sequence_nr", "current_autograd_node", "sequence_nr_of",
-    "foreach_copy_", "own_parameters", "own_buffers", "child_modules", "COMPILED_PREFIX",
+    "foreach_copy_", "own_parameters", "own_buffers", "module_containers", "child_modules", "COMPILED_PREFIX",
     "uncompiled", "uncompiled_name", "REQUIRED",
 ]

@@ -22,8 +22,6 @@ def test_smoke_as_a_subprocess():
                              "--no-timing"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "MACs" in result.stdout and "Total" in result.stdout and "3.63 G" in result.stdout  # 2 x 1.814 GMACs
-    result = subprocess.run([sys.executable, "-m", "torchprof_lab"], capture_output=True, text=True)
-    assert result.returncode == 2 and "--device-info" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_json_to_file(tmp_path):
@@ -53,6 +51,7 @@ def test_factory_spec_and_backward(capsys):
     (["resnet18", "--sweep-budget", "5"], "--sweep-budget applies to --sweep"),
     (["resnet18", "--ddp", "--compare-dtypes", "bf16"], "separate modes"),
     (["resnet18", "--batch", "1,2", "--compare-dtypes", "bf16"], "takes one batch size"),
+    (["resnet18", "--batch", "1,4", "--no-timing"], "counting only (--no-timing or --device meta) takes one batch"),
     (["resnet18", "--no-timing", "--batch-plot", "x.png"], "--batch-plot does not apply"),
     (["resnet18", "--batch-plot", "x.png"], "draws several batch sizes"),
     (["--device-info", "resnet18"], "give no model"),
@@ -160,3 +159,71 @@ def test_output_is_written_atomically(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     assert main(["resnet18", "--device", "meta", "--output", str(tmp_path / "missing" / "r.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_faults_in_the_users_code_and_machine_are_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "raising_factory.py").write_text("def build():\n    raise RuntimeError('no GPU driver here')\n")
+    (tmp_path / "broken_module.py").write_text("def build(:\n    pass\n")
+    (tmp_path / "not_a_model.py").write_text("def build():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = [(["raising_factory:build", "--no-timing"], 1, "the factory raising_factory:build raised RuntimeError: "
+                                                            "no GPU driver here"),
+             (["broken_module:build", "--no-timing"], 2, "'broken_module' has a syntax error"),
+             (["not_a_model:build", "--no-timing"], 1, "returned a int, not a torch.nn.Module"),
+             (["resnet18", "--batch", "1000000", "--no-timing"], 1, "out of memory at batch 1000000")]
+    for args, code, needle in cases:
+        assert main(args) == code, args
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_weights_without_a_network_say_what_to_do(monkeypatch, capsys):
+    import urllib.error
+
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    assert main(["resnet18", "--weights", "DEFAULT", "--no-timing"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot load weights 'DEFAULT' for resnet18" in err and "without a network" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["resnet18", "--weights", "NOPE", "--no-timing"]) == 2
+    assert "unknown weights 'NOPE'" in capsys.readouterr().err
+
+
+def test_cli_device_info_and_roofline(tmp_path, capsys):
+    assert main(["--device-info"]) == 0
+    out = capsys.readouterr().out
+    assert ("CPU facts" in out and "simd" in out) or "GPU facts" in out
+    assert main(["--device-info", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] in ("cpu", "gpu")
+    png = tmp_path / "r.png"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--min-time", "0.05", "--warmup", "1",
+                 "--roofline", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main([]) == 2 and "--device-info" in capsys.readouterr().err
+
+
+def test_batch_plot_from_the_command_line(tmp_path):
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "1,2", *FAST, "--batch-plot",
+                 str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["resnet18", "--no-timing", "--batch-plot", str(tmp_path / "d.png")]) == 2
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_csv_of_a_timed_profile_has_its_rows_and_depth_applies(tmp_path):
+    out = tmp_path / "p.csv"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "1,2", *FAST, "--depth", "1", "--format", "csv",
+                 "--output", str(out)]) == 0
+    layers, timing = out.read_text().split("\n\n")
+    rows = list(csv.DictReader(io.StringIO(layers)))
+    assert all(int(r["depth"]) <= 1 for r in rows) and rows[-1]["name"] == "(total)"
+    timed = list(csv.DictReader(io.StringIO(timing)))
+    assert [int(r["batch_size"]) for r in timed] == [1, 2] and all(float(r["p50_s"]) > 0 for r in timed)
+    assert float(timed[0]["utilisation"]) < 1
+    data = json.loads(_json(["resnet18", "--input-shape", "3,32,32", "--no-timing", "--depth", "1"]))
+    assert {layer["depth"] for layer in data["layers"]} == {1}

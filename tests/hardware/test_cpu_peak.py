@@ -6,9 +6,11 @@ import re
 import pytest
 import torch
 
-from torchprof_lab.hardware import cpu
-from torchprof_lab.hardware.cpu import (CPU_DTYPES, MATMUL_SIZES, CpuInfo, cpu_dtype, cpu_info, cpu_peak,
-                                        flops_per_cycle, measure_core_mhz, measure_cpu_ceilings)
+from torchprof_lab.hardware import cpu, cpu_roofs
+from torchprof_lab.hardware.clock_probe import measure_core_mhz
+from torchprof_lab.hardware.cpu import CpuInfo, cpu_info
+from torchprof_lab.hardware.cpu_peak import CPU_DTYPES, cpu_dtype, cpu_peak, flops_per_cycle
+from torchprof_lab.hardware.cpu_roofs import MATMUL_SIZES, measure_cpu_ceilings
 
 SSE_ONLY = frozenset({"sse", "sse2", "sse4_2"})  # Nehalem / Westmere
 SANDY_BRIDGE = SSE_ONLY | {"avx"}  # AVX, no FMA: one add and one mul pipe
@@ -126,9 +128,9 @@ def test_cpu_info_keeps_its_fp32_fields_and_reports_every_dtype():
 
 
 def test_relative_iqr():
-    assert cpu._relative_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 3)
-    assert cpu._relative_iqr([10.0, 10.0, 10.0, 10.0, 1.0]) == 0.0  # one preempted run does not count
-    assert cpu._relative_iqr([7.0]) == 0.0
+    assert cpu_roofs._relative_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 3)
+    assert cpu_roofs._relative_iqr([10.0, 10.0, 10.0, 10.0, 1.0]) == 0.0  # one preempted run does not count
+    assert cpu_roofs._relative_iqr([7.0]) == 0.0
 
 
 def test_this_cpus_clock_reading():
@@ -167,6 +169,6 @@ def test_a_matmul_past_the_peak_is_flagged(monkeypatch):
     """At a made-up 10 MHz clock any real matmul passes the peak: disturbed, and the note says the
     clock is wrong."""
     slow = _info(torch.get_num_threads(), cores=torch.get_num_threads(), mhz=10.0)
-    monkeypatch.setattr(cpu, "cpu_info", lambda measure_clock=True: slow)
+    monkeypatch.setattr(cpu_roofs, "cpu_info", lambda measure_clock=True: slow)
     m = measure_cpu_ceilings.__wrapped__(dtype="fp32", budget=0.05, n=256, copy_mib=8)
     assert m.disturbed and m.matmul_flops > m.peak_flops and "clock read is wrong" in m.note

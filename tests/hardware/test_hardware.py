@@ -6,7 +6,8 @@ import time
 import pytest
 
 from fake_pynvml import FakeNvml
-from torchprof_lab.hardware.cpu import cpu_info, measure_cpu_ceilings
+from torchprof_lab.hardware.cpu import cpu_info
+from torchprof_lab.hardware.cpu_roofs import measure_cpu_ceilings
 from torchprof_lab.hardware.ceiling import derived_gpu_ceiling
 from torchprof_lab.hardware.info import device_info, gpu_peaks
 from torchprof_lab.hardware.peak import peak_bandwidth, peak_flops

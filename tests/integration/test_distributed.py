@@ -54,7 +54,8 @@ def test_a_failing_rank_fails_the_command_cleanly():
     result = torchrun("ddp_models:fails_on_rank_1", "--input-shape", "3,16,16", "--train", "--ddp",
                       "--min-time", "0.1", timeout=180)
     assert result.returncode != 0
-    assert "rank 1 failed: RuntimeError: model construction failed on purpose" in result.stderr
+    assert ("rank 1 failed: the factory ddp_models:fails_on_rank_1 raised RuntimeError: model construction "
+            "failed on purpose") in result.stderr
     leftover = subprocess.run(["pgrep", "-f", "ddp_models:fails_on_rank_1"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
 

@@ -1,14 +1,18 @@
 """Precision comparison on the CPU: bf16 and int8 against fp32, on random, given and loaded inputs."""
 
 import copy
+import json
+import math
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import torchprof_lab
+import torchprof_lab.report.render
 from torchprof_lab.cli import main
-from torchprof_lab.precision import compare_precision
+from torchprof_lab.precision_compare import compare_precision
 
 FAST = dict(min_time=0.05, warmup=1)
 
@@ -94,3 +98,32 @@ def test_cli_compare_dtypes_with_a_sample_batch(tmp_path, capsys):
     assert "bf16" in out and "given batch (4, 3, 32, 32)" in out
     assert "Note: weights: random initialisation (no --weights)" in out
     assert main(["resnet18", "--compare-dtypes", "fp32,nope"]) == 2
+
+
+def test_int8_with_nothing_to_quantize_is_said_not_shown():
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    r = torchprof_lab.compare_precision(conv, (3, 8, 8), 2, dtypes=["int8"], max_batches=1, min_time=0.02, warmup=1)
+    assert [row.dtype for row in r.rows] == ["fp32"]
+    assert any("no nn.Linear layer" in n for n in r.notes) and "no nn.Linear layer" in str(r)
+    root = torchprof_lab.compare_precision(nn.Linear(256, 256), (256,), 4, dtypes=["int8"], max_batches=1,
+                                           min_time=0.02, warmup=1)
+    assert [row.dtype for row in root.rows] == ["fp32", "int8"]  # a Linear root is quantized too
+    assert root.row("int8").max_abs_error > 0 and root.row("int8").model_bytes < root.row("fp32").model_bytes
+
+
+def test_nan_outputs_are_a_note_and_strict_json_null():
+    class Nan(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x) * float("nan")
+
+    r = torchprof_lab.compare_precision(Nan(), (4,), 4, dtypes=["bf16"], max_batches=1, min_time=0.02, warmup=1)
+    bf16 = r.row("bf16")
+    assert bf16.top1_agreement is None and math.isnan(bf16.max_abs_error)
+    assert any("NaN or infinity" in n for n in r.notes)
+    text = torchprof_lab.report.render.render(r, "json")
+    data = json.loads(text)  # strict: no bare NaN
+    assert ": NaN" not in text and data["rows"][1]["max_abs_error"] is None

@@ -83,7 +83,7 @@ def test_tf32_keeps_tf32_math_on_while_timed():
 
 
 def test_compare_precision_times_each_variant_in_its_own_precision(monkeypatch):
-    import torchprof_lab.precision as module
+    import torchprof_lab.precision_compare as module
 
     seen = []
     real = module.benchmark
@@ -110,3 +110,10 @@ def test_precision_table_refuses_with_one_line():
     with pytest.raises(ValueError, match="unknown precision 'int8'"):
         TimingOptions(dtype="int8")
     assert precision("float16").name == "fp16" and label(torch.float32) == "fp32" and label(torch.int64) == "int64"
+
+
+def test_the_public_precision_function_is_the_table():
+    from torchprof_lab import precision as imported
+
+    assert torchprof_lab.precision("BF16") is PRECISIONS["bf16"] and imported is precision
+    assert "precision" in torchprof_lab.__all__ and callable(torchprof_lab.precision)

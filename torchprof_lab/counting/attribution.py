@@ -32,14 +32,36 @@ class Accumulator:
 
 
 def shape_of(value):
-    """A printable shape for a module output: a tuple, a list of them, or a type name."""
+    """A printable shape for a module output: a tuple, a list of them, or a type name.
+
+    A nested tensor (the fast path of ``nn.TransformerEncoder`` with a padding mask makes
+    them) has no ``.shape`` in the strided layout: it is described as a string,
+    "nested(2, 4..6, 32)", with each ragged dimension as its smallest..largest size.
+    """
     if isinstance(value, torch.Tensor):
+        if value.is_nested:
+            return nested_shape(value)
         return tuple(value.shape)
     if isinstance(value, (list, tuple)):
         return [shape_of(v) for v in value]
     if isinstance(value, dict):
         return {k: shape_of(v) for k, v in value.items()}
     return type(value).__name__
+
+
+def nested_shape(value: torch.Tensor) -> str:
+    """"nested(B, lo..hi, ...)": a nested tensor's component count and each dimension's size range."""
+    try:
+        shapes = [tuple(t.shape) for t in value.unbind()]
+    except Exception:  # a layout whose components cannot be listed here: say what it is
+        return "nested"
+    if not shapes:
+        return "nested(0)"
+    dims = []
+    for sizes in zip(*shapes):
+        lo, hi = min(sizes), max(sizes)
+        dims.append(str(lo) if lo == hi else f"{lo}..{hi}")
+    return f"nested({', '.join([str(len(shapes)), *dims])})"
 
 
 class LayerTracker:

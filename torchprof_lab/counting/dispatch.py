@@ -6,27 +6,49 @@ from torch import Tensor
 
 from ..torch_internals import TorchDispatchMode, can_decompose, decompose
 from .attribution import LayerTracker
+from .formulas import library_cost
 from .registry import registry
 
 
-def _tensor_bytes(values) -> int:
+def _nbytes(t: Tensor) -> int:
+    """A tensor's bytes; a nested tensor whose layout has no flat size: its components' bytes."""
+    try:
+        return t.nbytes
+    except RuntimeError:
+        if not t.is_nested:
+            raise
+        return sum(c.nbytes for c in t.unbind())
+
+
+def _tensor_bytes(values, nbytes=None) -> int:
     """Bytes of the tensors in ``values`` and in lists/tuples inside it (no pytree walk)."""
     n = 0
     for a in values:
         if isinstance(a, Tensor):
-            n += a.nbytes
+            n += a.nbytes if nbytes is None else nbytes(a)
         elif isinstance(a, (list, tuple)):
             for b in a:
                 if isinstance(b, Tensor):
-                    n += b.nbytes
+                    n += b.nbytes if nbytes is None else nbytes(b)
     return n
 
 
-def io_bytes(args, out) -> int:
-    """Bytes of an op's tensor arguments and results."""
+def _io_bytes(args, out, nbytes=None) -> int:
     if isinstance(out, Tensor):
-        return _tensor_bytes(args) + out.nbytes
-    return _tensor_bytes(args) + (_tensor_bytes(out) if isinstance(out, (list, tuple)) else 0)
+        return _tensor_bytes(args, nbytes) + _tensor_bytes((out,), nbytes)
+    return _tensor_bytes(args, nbytes) + (_tensor_bytes(out, nbytes) if isinstance(out, (list, tuple)) else 0)
+
+
+def _any_nested(args) -> bool:
+    return any(isinstance(a, Tensor) and a.is_nested for a in args)
+
+
+def io_bytes(args, out) -> int:
+    """Bytes of an op's tensor arguments and results (nested tensors: their components')."""
+    try:
+        return _io_bytes(args, out)
+    except RuntimeError:  # a tensor with no flat size: the slow path, per component
+        return _io_bytes(args, out, _nbytes)
 
 
 class CountingMode(TorchDispatchMode):
@@ -46,7 +68,10 @@ class CountingMode(TorchDispatchMode):
             kwargs = {}
         cost = self._table.get(func)
         if cost is None:
-            return self._without_formula(func, args, kwargs)
+            cost = library_cost(func)  # an op of a library loaded after ours (torchvision)
+            if cost is None:
+                return self._without_formula(func, types, args, kwargs)
+            self._table.setdefault(func, cost)  # a per-count table (overrides) gets it too
         out = func(*args, **kwargs)
         try:
             macs, flops = cost.formula(args, kwargs, out)
@@ -72,10 +97,16 @@ class CountingMode(TorchDispatchMode):
             acc.bytes += nbytes
         return out
 
-    def _without_formula(self, func, args, kwargs):
-        """Composite ops (seen whole under inference_mode) run as their parts; others are listed."""
+    def _without_formula(self, func, types, args, kwargs):
+        """Composite ops (seen whole under inference_mode) run as their parts; others are listed.
+
+        An op on a tensor subclass (``types`` names it: a jagged nested tensor) or on a nested
+        tensor is run whole, as its own kernel implements it: the generic decomposition would
+        treat it as a plain tensor (a nested ``linear`` decomposes into sizes and views that
+        nested tensors do not have), so it is listed instead.
+        """
         try:
-            decomposable = can_decompose(func)
+            decomposable = not types and can_decompose(func) and not _any_nested(args)
         except RuntimeError:  # ops unknown to the dispatcher's tables, e.g. prim::device
             decomposable = False
         if decomposable:

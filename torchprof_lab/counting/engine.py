@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ForwardError
-from ..model_state import buffers_restored, meta_twins, mode_restored
+from ..model_state import meta_twins, model_restored
 from ..torch_internals import tree_leaves
 from .attribution import Accumulator, LayerTracker
 from .dispatch import CountingMode
@@ -36,53 +37,71 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+# A pass holds its model's lock, then this one: the counter's module hooks are process-wide,
+# so a module two models share would be charged by both passes if two threads counted at once
+# (the dispatch mode itself is per thread). Same order everywhere: model lock first.
+_PASS_LOCK = threading.RLock()
+
+
 def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backward: bool,
              train: bool, formulas: dict | None = None, cast: torch.dtype | None = None) -> PassResult:
     """Count one forward (and backward if asked) of ``model(*args, **kwargs)``.
 
     On meta the model runs through ``functional_call`` with meta twins of its tensors (cast
-    to ``cast`` if given); on a real device buffers written in place are restored afterwards.
+    to ``cast`` if given). Inside ``model_restored``: afterwards the model is exactly as it was
+    (same objects, same values, modes, RNG state), also when its forward raises; a model with
+    unmaterialised lazy layers is run on a copy, and the result's modules are the copy's.
     Gradients come from ``torch.autograd.grad``, so no ``.grad`` is left on any parameter.
     ``formulas`` adds or overrides cost formulas for this pass.
     """
     if backward and torch.is_inference_mode_enabled():
         raise ValueError("backward=True cannot run inside torch.inference_mode(); count outside it")
-    accumulators = {m: Accumulator(name, type(m).__name__) for name, m in model.named_modules()}
-    root = accumulators[model]
-    tracker = LayerTracker(accumulators, root, track_backward=backward)
-    counter = CountingMode(tracker, table=formula_table(formulas))
-    modules = list(accumulators)
-    with mode_restored(model, train, modules), buffers_restored(model, modules):
-        substitutes = meta_twins(model, cast) if meta else {}
+    with model_restored(model, train, meta=meta, cast=cast) as run, _PASS_LOCK:
+        work = run.module
+        accumulators = {m: Accumulator(name, type(m).__name__) for name, m in run.modules}
+        root = accumulators[work]
+        tracker = LayerTracker(accumulators, root, track_backward=backward)
+        counter = CountingMode(tracker, table=formula_table(formulas))
+        substitutes = meta_twins(work, cast) if meta and not run.copied else {}
+        if run.copied:  # materialise the lazy layers first: initialising them is not the forward's work
+            try:
+                with torch.no_grad():
+                    work(*args, **kwargs)
+            except Exception as exc:
+                raise ForwardError("", type(work).__name__, _describe_shapes(args), _first_line(exc)) from exc
         tracker.attach()
         try:
             grad_ctx = torch.enable_grad() if backward else torch.no_grad()
             try:
                 with grad_ctx, counter:
                     if substitutes:
-                        out = functional_call(model, substitutes, args, kwargs, strict=False, tie_weights=True)
+                        out = functional_call(work, substitutes, args, kwargs, strict=False, tie_weights=True)
                     else:
-                        out = model(*args, **kwargs)
+                        out = work(*args, **kwargs)
             except Exception as exc:
                 layer, layer_args = tracker.failing_layer()
                 raise ForwardError(layer.name, layer.type, _describe_shapes(layer_args or args),
                                    _first_line(exc)) from exc
             if backward:
-                _count_backward(model, substitutes, out, counter)
+                _count_backward(work, substitutes, out, (args, kwargs), counter)
         finally:
             tracker.detach()
     uncounted = {str(op): calls for op, calls in counter.uncounted.items()}
     return PassResult(accumulators, uncounted, backward)
 
 
-def _count_backward(model: nn.Module, substitutes: dict, out, counter: CountingMode) -> None:
-    """Backpropagate ones from every floating output into the trainable parameters."""
-    params = [substitutes.get(name, p) for name, p in model.named_parameters() if p.requires_grad]
+def _count_backward(model: nn.Module, substitutes: dict, out, inputs, counter: CountingMode) -> None:
+    """Backpropagate ones from every floating output into the trainable parameters (and into
+    inputs that require grad). A ValueError when no output can be differentiated: a backward
+    of nothing would read as 0 FLOPs."""
     outputs = [t for t in tree_leaves(out)
                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
-    if not params or not outputs:
-        return
+    params = [substitutes.get(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    targets = params + [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not outputs or not targets:
+        raise ValueError("backward=True, but the model's output has no floating-point tensor that requires grad: "
+                         "nothing to backpropagate")
     seeds = [torch.ones_like(t) for t in outputs]
     counter.backward = True
     with counter:
-        torch.autograd.grad(outputs, params, seeds, allow_unused=True)
+        torch.autograd.grad(outputs, targets, seeds, allow_unused=True)

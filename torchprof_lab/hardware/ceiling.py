@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..dtypes import precision
-from .cpu import cpu_info, measure_cpu_ceilings
+from .cpu import cpu_info
+from .cpu_roofs import measure_cpu_ceilings
 from .nvml import gpu_readings, handle_for, load_nvml
 from .peak import derived_bandwidth, derived_peak, peak, peak_bandwidth
 from .specs import UnknownGpuError, find_gpu
@@ -26,7 +27,7 @@ class Ceiling:
 
     device: str
     dtype: str
-    peak_flops: float
+    peak_flops: float | None  # None: not known here (a CPU whose ISA or clock cannot be read)
     peak_bandwidth: float
     source: str
     attainable_flops: float | None = None  # measured matmul FLOP/s (CPU)
@@ -38,7 +39,7 @@ class Ceiling:
 
     def peak_at_clock(self, mhz: float) -> float | None:
         """The peak at another SM clock (peak scales with clock), e.g. the one NVML saw in the run."""
-        return self.peak_flops * mhz / self.clock_mhz if self.clock_mhz and mhz else None
+        return self.peak_flops * mhz / self.clock_mhz if self.peak_flops and self.clock_mhz and mhz else None
 
     @property
     def roof_flops(self) -> float:
@@ -86,17 +87,18 @@ def ceiling_for(device: torch.device, dtype: str = "fp32", threads: int | None =
     if device.type == "cpu":
         measured = measure_cpu_ceilings(threads, name)
         info = replace(cpu_info(), threads_used=measured.threads)
-        theoretical = info.peak_flops(name)
-        if theoretical is None:  # no clock could be read
-            return None
+        theoretical = info.peak_flops(name)  # None: no clock, or an ISA the table does not cover
         notes = (f"the roofs' measurement was disturbed: {measured.note}",) if measured.disturbed else ()
+        if theoretical is None:
+            notes += (f"no theoretical {name} peak for this CPU ({info.peak_formula(name)}): utilisation is "
+                      f"left empty; the roofline uses the measured roofs",)
         return Ceiling("cpu", name, theoretical, measured.copy_bytes_per_s,
                        f"{info.peak_formula(name)}, clock: {info.frequency_source}; roofs measured with "
                        f"{measured.threads} threads: median {measured.matmul_dtype} {measured.matmul_n}^3 matmul "
                        f"({measured.matmul_kernel}, spread {measured.matmul_spread:.0%}) and a "
                        f"{measured.copy_bytes_per_s / 1e9:.0f} GB/s copy, read + write (spread "
                        f"{measured.copy_spread:.0%})",
-                       attainable_flops=min(measured.matmul_flops, theoretical),
+                       attainable_flops=min(measured.matmul_flops, theoretical or measured.matmul_flops),
                        attainable_bandwidth=measured.copy_bytes_per_s, notes=notes)
     return None
 

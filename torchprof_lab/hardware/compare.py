@@ -47,7 +47,7 @@ def compare(layers, rows, ceiling: Ceiling) -> HardwareComparison:
         at_clock = ceiling.peak_at_clock(clock) if clock else None
         uses.append(RowUse(
             row.batch_size,
-            achieved / ceiling.peak_flops if achieved is not None else None,
+            achieved / ceiling.peak_flops if achieved is not None and ceiling.peak_flops else None,
             achieved / at_clock if achieved is not None and at_clock else None,
             moved / ceiling.peak_bandwidth if moved is not None else None,
         ))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model_state import check_device
 from ..report import render
 from .cpu import cpu_info
 from .nvml import NOT_AVAILABLE, gpu_readings, handle_for, load_nvml
@@ -32,7 +33,7 @@ class DeviceInfo:
 def device_info(device=None, nvml=None) -> DeviceInfo:
     """NVML readings for a CUDA device (CUDA's own properties where NVML is missing); the CPU
     otherwise: model, cores, threads, SIMD flags, max frequency and estimated fp32 peak."""
-    device = torch.device(device) if device is not None else (
+    device = check_device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     if device.type != "cuda":
         return DeviceInfo("cpu", cpu_info().to_dict())

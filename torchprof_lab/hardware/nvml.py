@@ -1,5 +1,5 @@
 """NVML readings (package nvidia-ml-py, module pynvml). Every field a GPU does not support reads
-as NOT_AVAILABLE instead of failing; see ../shared/reference/nvml.md for the calls and caveats."""
+as NOT_AVAILABLE instead of failing (NVIDIA NVML API reference: docs.nvidia.com/deploy/nvml-api)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def roofline_png(report, path: str, depth: int | None = None) -> str:
     xs = [lo, ceiling.ridge_point, hi]
     ax.plot(xs, [min(ceiling.roof_flops, x * ceiling.roof_bandwidth) for x in xs], color="black", lw=2,
             label=f"roof: {ceiling.roof_flops / 1e9:.0f} GFLOP/s, {ceiling.roof_bandwidth / 1e9:.0f} GB/s")
-    if ceiling.roof_flops < ceiling.peak_flops:
+    if ceiling.peak_flops and ceiling.roof_flops < ceiling.peak_flops:
         ax.axhline(ceiling.peak_flops, color="grey", ls="--", lw=1,
                    label=f"theoretical peak: {ceiling.peak_flops / 1e9:.0f} GFLOP/s")
     ax.axvline(ceiling.ridge_point, color="grey", ls=":", lw=1)

@@ -135,7 +135,9 @@ def _timing_headers(bench) -> list[str]:
     headers = ["Batch", "Status", "p50 ms", "p90 ms", "p99 ms", "IQR %", "n", "Samples/s",
                "Back-to-back samples/s", "Achieved FLOP/s"]
     if bench.ceiling is not None:
-        headers += ["MFU %" if bench.mode == "train" else "Util %", "Bandwidth %"]
+        # on a CPU the bandwidth is the measured copy's, which cache-resident work can pass
+        headers += ["MFU %" if bench.mode == "train" else "Util %",
+                    "BW % of copy" if bench.ceiling.attainable_bandwidth else "Bandwidth %"]
     if any(r.power is not None for r in bench.rows):
         headers += ["Mean W", "J/sample", "Min SM MHz", "Max C"]
     return headers
@@ -180,7 +182,8 @@ def _timing_parts(bench):
     lines = []
     if bench.ceiling is not None:
         c = bench.ceiling
-        lines.append(f"Peak: {si(c.peak_flops, 'FLOP/s')} {c.dtype} ({c.source})")
+        peak = si(c.peak_flops, 'FLOP/s') if c.peak_flops else "unknown"
+        lines.append(f"Peak: {peak} {c.dtype} ({c.source})")
         if c.boost_flops:
             lines.append(f"At the boost clock: {c.boost_formula}")
         if c.attainable_flops:
@@ -222,18 +225,41 @@ def jsonable(value):
     return str(value)
 
 
-def to_csv(report) -> str:
-    """One row per layer and a final row for the whole model, raw integers."""
+def to_csv(report, depth: int | None = None) -> str:
+    """One row per layer (down to ``depth``) and a final row for the whole model, raw numbers;
+    when the profile was timed, a blank line and then the timing rows, one per batch size."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for r in [*report.layers, report.model_record]:
+    for r in [*_within(report.layers, depth), report.model_record]:
         row = {f: getattr(r, f) for f in CSV_FIELDS}
         row["output_shape"] = _shape(r.output_shape)
         if r is report.model_record:
             row["name"] = "(total)"
         writer.writerow(row)
+    if report.timing is not None:
+        buffer.write("\n")
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(TIMING_CSV_FIELDS)
+        for r in report.timing.rows:
+            writer.writerow([r.batch_size, r.status] + [_raw(v) for v in (
+                *((r.latency.p50, r.latency.p90, r.latency.p99, r.latency.n) if r.ok else (None,) * 4),
+                r.samples_per_s, r.throughput_samples_per_s, r.flops_per_batch, r.bytes_per_batch,
+                r.achieved_flops, r.utilisation, r.bandwidth_utilisation)])
     return buffer.getvalue()
+
+
+TIMING_CSV_FIELDS = ["batch_size", "status", "p50_s", "p90_s", "p99_s", "n", "samples_per_s",
+                     "throughput_samples_per_s", "flops_per_batch", "bytes_per_batch", "achieved_flops",
+                     "utilisation", "bandwidth_utilisation"]
+
+
+def _raw(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _within(layers, depth: int | None):
+    return [r for r in layers if depth is None or r.depth <= depth]
 
 
 # ---------------------------------------------------------------------- every result, every format
@@ -246,10 +272,13 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "json":
-        return json.dumps(jsonable(result.to_dict()), indent=2, allow_nan=False)
+        data = result.to_dict()
+        if depth is not None and "layers" in data and hasattr(result, "model_record"):
+            data["layers"] = [layer for layer in data["layers"] if layer["depth"] <= depth]
+        return json.dumps(jsonable(data), indent=2, allow_nan=False)
     if hasattr(result, "model_record"):  # a profile
         if fmt == "csv":
-            return to_csv(result)
+            return to_csv(result, depth)
         return to_markdown(result, depth) if fmt == "markdown" else to_table(result, depth)
     if fmt == "table" and hasattr(result, "clock"):  # a benchmark: its own layout
         return timing_table(result)
@@ -280,9 +309,13 @@ def tabular(result) -> tuple[str, list[str], list[list], list[str]]:
     raise TypeError(f"no rendering for {type(result).__name__}")
 
 
+def _g(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "-"
+
+
 def _precision(report):
-    rows = [[r.dtype, f"{r.p50_s * 1e3:.3f}", f"{r.speedup:.2f}x", f"{r.max_abs_error:.3g}",
-             f"{r.mean_abs_error:.3g}", f"{r.max_rel_error:.3g}", f"{r.mean_rel_error:.3g}",
+    rows = [[r.dtype, f"{r.p50_s * 1e3:.3f}", f"{r.speedup:.2f}x", _g(r.max_abs_error),
+             _g(r.mean_abs_error), _g(r.max_rel_error), _g(r.mean_rel_error),
              "-" if r.top1_agreement is None else f"{r.top1_agreement * 100:.1f}%",
              f"{r.model_bytes / 1e6:.2f}"] for r in report.rows]
     headers = ["Precision", "p50 ms", "Speed-up", "Max abs err", "Mean abs err", "Max rel err", "Mean rel err",
@@ -298,7 +331,8 @@ def _distributed(report):
     rows = [[r.rank, r.host, r.device, r.threads, f"{r.latency.p50 * 1e3:.2f}", f"{r.latency.p90 * 1e3:.2f}",
              f"{r.samples_per_s:.1f}", f"{r.comm_s_per_step * 1e3:.2f}"] for r in report.rows]
     headers = ["Rank", "Host", "Device", "Threads", "Step p50 ms", "Step p90 ms", "Samples/s", "All-reduce ms/step"]
-    title = (f"DDP training step: {report.model}, {report.world_size} ranks ({report.backend}), batch "
+    precision = f"{report.dtype} autocast" if report.autocast else report.dtype
+    title = (f"DDP training step: {report.model}, {report.world_size} ranks ({report.backend}), {precision}, batch "
              f"{report.batch_size_per_rank} per rank")
     notes = [
         f"Total {report.total_samples_per_s:.1f} samples/s; slowest rank {report.slowest_rank}; single process "

@@ -13,7 +13,9 @@ from torch import nn
 
 from ..hardware.cpu import cpu_model_name
 from ..hardware.nvml import PowerSampler, handle_for, load_nvml
-from ..model_state import call_args, check_device, model_device
+from ..torch_internals import tree_map
+from ..inputs import batch_of, call_args, check_shape, infer_batch, make_inputs
+from ..model_state import check_device, model_device, model_lock, rng_restored
 from .loop import clock_for, run_back_to_back, sample
 from .options import TimingOptions
 from .per_layer import time_layers
@@ -40,18 +42,21 @@ def _free_memory(device: torch.device) -> None:
 
 
 def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
-              batch_sizes: Sequence[int] | None = (1,), *, inputs=None, device=None,
-              options: TimingOptions | None = None, counts=None, name: str | None = None,
-              **settings) -> BenchmarkReport:
+              batch_sizes: Sequence[int] | None = None, *, inputs=None, device=None,
+              batch_size: int | None = None, options: TimingOptions | None = None, counts=None,
+              name: str | None = None, **settings) -> BenchmarkReport:
     """Time ``model`` at each batch size: latency statistics and back-to-back throughput.
 
     ``options`` (a TimingOptions) or its fields as keywords (dtype, train, warmup, min_time,
     sweep, max_batch, per_layer ...) say how. sweep tries powers of two until one runs out of
     memory or sweep_budget seconds pass; an out-of-memory batch becomes an "OOM" row;
-    max_batch then binary-searches the largest batch that fits. ``counts`` (a callable
-    (module, args, kwargs) -> (FLOPs, bytes), called on the timed module with the timed batch,
-    under the run's autocast) turns each row's latency into achieved FLOP/s and bytes/s. On a
-    GPU with NVML, power, clocks and temperature are sampled while each row is timed.
+    max_batch then binary-searches the largest batch that fits. ``inputs`` replaces the random
+    batch of ``input_shape``: fixed inputs are one row at the batch they carry (``batch_size=``
+    when their shapes do not say), a callable ``batch -> inputs`` makes them for every size.
+    ``counts`` (a callable (module, args, kwargs, batch) -> (FLOPs, bytes), called on the timed
+    module with the timed batch, under the run's autocast) turns each row's latency into
+    achieved FLOP/s and bytes/s. On a GPU with NVML, power, clocks and temperature are sampled
+    while each row is timed.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -62,17 +67,27 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
         raise ValueError("a model on the meta device cannot be timed: it has no data; count it instead")
     if run_device != home and not (run_device.type == home.type and run_device.index is None):
         raise ValueError(f"model is on {home} but device={run_device} was asked for: move the model first")
-    if inputs is not None and (options.sweep or options.max_batch or (batch_sizes and list(batch_sizes) != [1])):
-        raise ValueError("with inputs=, the batch is the inputs' own: batch_sizes, sweep and max_batch need input_shape")
+    if inputs is not None and input_shape is not None:
+        raise ValueError("give input_shape or inputs, not both")
     if inputs is None and input_shape is None:
         raise ValueError("input_shape is required (one sample's shape) unless inputs= is given")
+    if input_shape is not None:
+        input_shape = check_shape(input_shape)
+    if inputs is not None and not callable(inputs):
+        batch = batch_of(*call_args(inputs), batch_size)
+        if options.sweep or options.max_batch or (batch_sizes is not None and list(batch_sizes) != [batch]):
+            raise ValueError(f"the inputs given are one batch of {batch}: for batch_sizes, sweep or max_batch pass "
+                             f"inputs= as a callable of the batch size (lambda b: ...)")
+        batch_sizes = [batch]
     sizes = _batch_plan(batch_sizes, options.sweep)
     run = plan(model, options, home)
     clock = clock_for(home)
     power = _power_sampler_factory(home)
     rows: list[BenchmarkRow] = []
     layer_latency, layer_total, largest = {}, None, None
-    with backend_settings(run), prepared_model(model, run) as (work, plain):
+    # the model's lock for the whole run (a copy is taken while no other thread runs it) and the
+    # global RNG as it was after (random batches, dropout in a training step)
+    with model_lock(model), rng_restored(), backend_settings(run), prepared_model(model, run) as (work, plain):
         def measure(batch: int, quick: bool = False) -> BenchmarkRow:
             return _measure(work, plain, input_shape, inputs, batch, run, clock, quick, counts, power)
 
@@ -115,7 +130,11 @@ def _settings(options: TimingOptions) -> dict:
 def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
     if sweep:
         return [2 ** k for k in range(SWEEP_LIMIT.bit_length())]
-    sizes = list(batch_sizes or [1])
+    if batch_sizes is None:
+        return [1]
+    if isinstance(batch_sizes, (int, str)) or not isinstance(batch_sizes, Sequence):
+        raise ValueError(f"batch_sizes must be a list of positive integers such as [1, 8, 32], got {batch_sizes!r}")
+    sizes = list(batch_sizes)
     if not sizes or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in sizes):
         raise ValueError(f"batch sizes must be positive integers, got {batch_sizes!r}")
     return sizes
@@ -124,7 +143,15 @@ def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
 def _inputs(input_shape, inputs, batch, run):
     if inputs is None:
         return (example_batch(tuple(input_shape), batch, run),), {}
-    return call_args(inputs)
+    made = make_inputs(inputs, batch)
+    if run.cast_to is not None:  # a cast copy takes inputs in its precision
+        made = tree_map(lambda t: t.to(run.cast_to) if isinstance(t, torch.Tensor) and t.is_floating_point() else t,
+                        made)
+    args, kwargs = call_args(made)
+    carried = infer_batch(args, kwargs)
+    if callable(inputs) and carried is not None and carried != batch:
+        raise ValueError(f"inputs({batch}) made a batch of {carried}: the callable must make batch-size inputs")
+    return args, kwargs
 
 
 def _power_sampler_factory(device: torch.device):
@@ -161,7 +188,7 @@ def _measure(work, plain, input_shape, inputs, batch, run, clock, quick, counts,
                 per_batch = run_back_to_back(step, clock, repeats)
         if counts is not None:
             with run.autocast_context():
-                flops, nbytes = counts(plain, args, kwargs)
+                flops, nbytes = counts(plain, args, kwargs, batch)
         else:
             flops = nbytes = None
     except Exception as exc:  # noqa: BLE001 - only memory exhaustion is turned into a row

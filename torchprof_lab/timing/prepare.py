@@ -2,12 +2,12 @@
 
 The caller's model is never changed: conversions (dtype, channels_last, torch.compile) and
 every training step run on a deep copy; plain inference runs on the model itself in eval mode
-under inference_mode, with its flags and buffers restored afterwards.
+under inference_mode, inside ``model_state.model_restored``: afterwards it holds the same
+objects with the same values (nothing the run cached on it, such as an inference tensor, stays).
 """
 
 from __future__ import annotations
 
-import copy
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..dtypes import Precision, of_dtype, precision
-from ..model_state import buffers_restored, floating_dtype, mode_restored
+from ..model_state import floating_dtype, model_copy, model_restored
 from ..torch_internals import tree_leaves
 from .options import TimingOptions
 
@@ -50,13 +50,20 @@ def plan(model: nn.Module, options: TimingOptions, device: torch.device) -> Plan
     """Resolve dtype None to the model's own precision; fp16/bf16 on an fp32 model are a cast
     copy for inference and autocast for a training step."""
     held = floating_dtype(model)
-    own = of_dtype(held)
-    want = precision(options.dtype) if options.dtype else own if own and own.floating else precision("fp32")
+    want, cast_to, autocast = precision_plan(held, options.dtype, options.train)
     if want.tf32 and device.type != "cuda":
         raise ValueError("tf32 is a CUDA tensor-core mode; on the CPU use fp32 or bf16")
-    autocast = options.train and want.dtype in (torch.float16, torch.bfloat16) and held == torch.float32
-    cast_to = None if autocast or want.dtype == held else want.dtype
     return Plan(device, want, held, cast_to, autocast, options)
+
+
+def precision_plan(held: torch.dtype, dtype, train: bool) -> tuple[Precision, torch.dtype | None, bool]:
+    """(precision, dtype to cast a copy to or None, autocast?) for a model held in ``held``: the
+    one rule timing and counting share. dtype None is the model's own precision; fp16/bf16 on an
+    fp32 model are a cast copy for inference and autocast (fp32 master weights) for training."""
+    own = of_dtype(held)
+    want = precision(dtype) if dtype is not None else own if own and own.floating else precision("fp32")
+    autocast = train and want.dtype in (torch.float16, torch.bfloat16) and held == torch.float32
+    return want, None if autocast or want.dtype == held else want.dtype, autocast
 
 
 @contextmanager
@@ -87,17 +94,16 @@ def prepared_model(model: nn.Module, run: Plan):
     options = run.options
     with ExitStack() as stack:
         if run.copies:
-            work = copy.deepcopy(model)
+            work = model_copy(model)  # copy.deepcopy, lazy modules included
             if run.cast_to is not None:
                 work = work.to(run.cast_to)
             if options.channels_last:
                 work = work.to(memory_format=torch.channels_last)
             work.train(options.train)
             yield (torch.compile(work) if options.compile else work), work
-        else:
-            stack.enter_context(mode_restored(model, False))
-            stack.enter_context(buffers_restored(model))
-            yield model, model
+        else:  # the model itself (a copy if it has unmaterialised lazy layers), left as it was
+            work = stack.enter_context(model_restored(model, False)).module
+            yield work, work
 
 
 def example_batch(input_shape, batch_size: int, run: Plan) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import io
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .dtypes import precision
-from .model_state import model_device
+from .model_state import model_copy, model_device, model_lock
 from .report import render
 from .timing.benchmark import benchmark
 from .timing.options import TimingOptions
@@ -65,14 +65,20 @@ def _serialized_bytes(model: nn.Module) -> int:
     return buffer.tell()
 
 
-def _variant(model: nn.Module, dtype: str, device: torch.device) -> nn.Module:
-    work = copy.deepcopy(model).eval()
+def _variant(model: nn.Module, dtype: str, device: torch.device) -> nn.Module | None:
+    """The model in ``dtype`` (a copy); None for int8 when there is no Linear layer to quantize."""
+    work = model_copy(model).eval()
     if dtype == "int8":
         if device.type != "cpu":
             raise ValueError("int8 dynamic quantization (torch.ao) runs on the CPU only")
+        if isinstance(work, nn.Linear):  # quantize_dynamic converts children only: give it a parent
+            work = nn.Sequential(work)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao's own deprecation notices
-            return torch.ao.quantization.quantize_dynamic(work, {nn.Linear}, dtype=torch.qint8)
+            quantized = torch.ao.quantization.quantize_dynamic(work, {nn.Linear}, dtype=torch.qint8)
+        if not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantized.modules()):
+            return None
+        return quantized
     if dtype in ("fp16", "bf16"):
         return work.to(precision(dtype).dtype)
     return work
@@ -122,16 +128,28 @@ def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dtypes = _precision_names(dtypes)
+    for what, value in (("batch_size", batch_size), ("max_batches", max_batches)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{what} must be a positive integer, got {value!r}")
     options = TimingOptions.of(options or TimingOptions(min_time=0.5, warmup=2), **settings, progress=False)
     device = model_device(model)
     if device.type == "meta":
         raise ValueError("a model on the meta device has no weights to compare")
     if "tf32" in dtypes and device.type != "cuda":
         raise ValueError("tf32 is a CUDA tensor-core mode; on the CPU compare fp32, bf16 and int8")
-    batches, described = _batches(model, input_shape, batch_size, inputs, loader, max_batches, device)
-    reference, rows = None, []
+    with model_lock(model):  # one run per model at a time: the variants are copies of a settled model
+        return _compare(model, dtypes, options, device, name, notes,
+                        *_batches(model, input_shape, batch_size, inputs, loader, max_batches, device))
+
+
+def _compare(model, dtypes, options, device, name, notes, batches, described) -> PrecisionReport:
+    reference, rows, said = None, [], []
     for dtype in dtypes:
         work = _variant(model, dtype, device)
+        if work is None:
+            said.append("int8: the model has no nn.Linear layer for dynamic quantization to convert, so an "
+                        "int8 row would be the fp32 model again: left out")
+            continue
         cast = precision(dtype).dtype if dtype != "int8" else torch.float32
         tf32 = dtype == "tf32"
         saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -150,15 +168,22 @@ def compare_precision(model: nn.Module, input_shape: Sequence[int] | None = None
                          _serialized_bytes(work)))
     samples = sum(b.shape[0] for b in batches)
     return PrecisionReport(name or type(model).__name__, str(device), described, samples, tuple(rows),
-                           (*notes, *_tiny_output_notes(reference)))
+                           (*notes, *said, *_output_notes(reference, rows)))
 
 
 TINY_OUTPUT = 1e-4  # fp32 outputs below this in magnitude are a sign of untrained weights
 
 
-def _tiny_output_notes(reference) -> list[str]:
-    """Untrained models can emit near-zero outputs, which low precisions lose outright (int8
-    dynamic quantization floors its activation scale near 1e-7): say so beside the table."""
+def _output_notes(reference, rows) -> list[str]:
+    """What makes the errors hard to read: outputs that are not finite, or near zero (untrained
+    models; int8 dynamic quantization floors its activation scale near 1e-7)."""
+    if not all(torch.isfinite(r).all() for ref in reference for r in ref):
+        return ["the fp32 outputs hold NaN or infinity: errors and top-1 agreement cannot be measured "
+                "(left empty); check the model and its inputs"]
+    bad = [r.dtype for r in rows if not all(math.isfinite(v) for v in (r.max_abs_error, r.mean_abs_error))]
+    if bad:
+        return [f"{', '.join(bad)} outputs hold NaN or infinity (overflow in that precision?): their errors "
+                f"are left empty"]
     largest = max((r.abs().max().item() for ref in reference for r in ref if r.numel()), default=0.0)
     if largest >= TINY_OUTPUT:
         return []
@@ -168,6 +193,10 @@ def _tiny_output_notes(reference) -> list[str]:
 
 
 def _row(dtype, p50, fp32_p50, outputs, reference, size) -> PrecisionRow:
+    finite = all(torch.isfinite(t).all() for pair in (outputs, reference) for out in pair for t in out)
+    if not finite:  # NaN would read as "agreement 1.0"; JSON gets null
+        nan = float("nan")
+        return PrecisionRow(dtype, p50, fp32_p50 / p50, nan, nan, nan, nan, None, size)
     diffs = [(o - r).abs() for out, ref in zip(outputs, reference) for o, r in zip(out, ref)]
     refs = [r.abs() for ref in reference for r in ref]
     max_abs = max(d.max().item() for d in diffs)
