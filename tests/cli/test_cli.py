@@ -227,3 +227,23 @@ def test_csv_of_a_timed_profile_has_its_rows_and_depth_applies(tmp_path):
     assert float(timed[0]["utilisation"]) < 1
     data = json.loads(_json(["resnet18", "--input-shape", "3,32,32", "--no-timing", "--depth", "1"]))
     assert {layer["depth"] for layer in data["layers"]} == {1}
+
+
+def test_an_unreadable_sample_batch_and_a_read_only_folder_are_one_line(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "batch.pt"
+    bad.write_bytes(b"not a torch file")
+    assert main(["resnet18", "--compare-dtypes", "bf16", "--sample-batch", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot read --sample-batch {bad}" in err and len(err.strip().splitlines()) == 1
+    torch.save({"x": 1}, tmp_path / "dict.pt")
+    assert main(["resnet18", "--compare-dtypes", "bf16", "--sample-batch", str(tmp_path / "dict.pt")]) == 2
+    assert "holds a dict, not a tensor batch" in capsys.readouterr().err
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert main(["resnet18", "--device", "meta", "--output", str(tmp_path / "r.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Permission denied" in err and len(err.strip().splitlines()) == 1
