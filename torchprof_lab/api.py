@@ -15,11 +15,12 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from .counting.engine import run_pass
-from .counting.rollup import layer_records, params_used, tensor_totals
+from .counting.rollup import embedding_params, layer_records, params_used, tensor_totals
 from .dtypes import label, precision
 from .errors import ForwardError, ProfilerError, UncountedOpsError
 from .hardware.ceiling import ceiling_for
 from .hardware.compare import HardwareComparison, compare
+from .memory.api import memory as memory_of
 from .inputs import call_args, check_batch_size, check_shape, infer_batch, make_inputs
 from .model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
 from .result import ProfileReport
@@ -91,11 +92,38 @@ def _count(model, args, kwargs, batch, description, *, meta, backward, train, st
         **(tensor_totals(totals_of) if _other_and_materialised(totals_of, model)
            else tensor_totals(model, list(result.accumulators))),
         param_dtype=label(held), dtype=counted,
+        embedding_params=embedding_params(totals_of if totals_of is not None else model),
         model_record=model_record, layers=tuple(layers), uncounted_ops=result.uncounted, depth=depth,
     )
 
 
 def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int | None = None, *,
+            memory: bool | dict = False, **settings) -> ProfileReport:
+    """Counts, timing and the hardware comparison in one report (``_profile`` below says how);
+    ``memory=True`` adds the peak memory of one step at the first batch size (``report.memory``,
+    see ``torchprof_lab.memory``): inference, or a training step with ``train=True``, in the
+    profile's dtype; a dict passes ``optimizer``, ``target`` or ``loss_fn`` on to it."""
+    if not isinstance(memory, (bool, dict)):
+        raise ValueError(f"memory must be True, False or a dict of memory() settings, got {memory!r}")
+    report = _profile(model, input_shape, batch_size, **settings)
+    if not memory:
+        return report
+    extra = dict(memory) if isinstance(memory, dict) else {}
+    options = TimingOptions.of(settings.get("options"), **{k: v for k, v in settings.items()
+                                                           if k in TimingOptions.__dataclass_fields__})
+    if options.train and options.optimizer is not None:
+        extra.setdefault("optimizer", options.optimizer)
+    sizes = settings.get("batch_sizes")
+    device = settings.get("device")
+    inputs = settings.get("inputs")
+    batch = (sizes[0] if sizes else batch_size) if inputs is None or callable(inputs) else batch_size
+    kwargs = dict(inputs=inputs, train=options.train, dtype=None if options.dtype in (None, "tf32") else options.dtype,
+                  device="meta" if device is not None and str(device) == "meta" else None, name=settings.get("name"))
+    found = memory_of(model, input_shape, batch, **{**kwargs, **extra})
+    return replace(report, memory=found)
+
+
+def _profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int | None = None, *,
             batch_sizes: Sequence[int] | None = None, timing: bool = True, inputs=None, device=None,
             strict: bool = False, depth: int | None = None, name: str | None = None,
             backward: bool | None = None, hardware: bool = True, formulas: dict | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -12,7 +13,11 @@ from .api import profile
 from .distributed import run_under_torchrun
 from .dtypes import TIMED, precision
 from .errors import ForwardError, ProfilerError, UncountedOpsError
+from .generation import CACHES, benchmark_generation
 from .hardware.info import device_info
+from .memory.api import OPTIMIZERS
+from .memory.budget import budget
+from .llm import profile_tokens
 from .models import build_model
 from .precision_compare import compare_precision
 from .report.plot import batch_scaling_png, roofline_png
@@ -64,6 +69,29 @@ def _precision(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _seq_lens(text: str) -> list[int]:
+    return list(_positive_ints(text, "128,1024"))
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """'num_hidden_layers=2' -> ('num_hidden_layers', 2): ints, floats, true/false, none, else the string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected key=value such as num_hidden_layers=2, got '{text}'")
+    raw = raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return key.strip(), lowered == "true"
+    if lowered in ("none", "null"):
+        return key.strip(), None
+    for convert in (int, float):
+        try:
+            return key.strip(), convert(raw)
+        except ValueError:
+            pass
+    return key.strip(), raw
+
+
 _positive = _at_least(int, 1, "a positive integer")
 _seconds = _at_least(float, 0.0, "a non-negative number of seconds")
 
@@ -105,6 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-plot", metavar="PNG",
                    help="draw samples/s and latency against batch size to this PNG (matplotlib); "
                         "pairs with --batch 1,8,64 or --sweep")
+    k = p.add_argument_group("token models")
+    k.add_argument("--config", type=_key_value, nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override fields of an hf: model's config, e.g. num_hidden_layers=2 (ints, floats, "
+                        "true/false parsed)")
+    k.add_argument("--seq-len", type=_seq_lens, help="sequence length(s) of token-id inputs, e.g. 128,1024: "
+                   "one timing row per (batch, sequence length); default 128 for hf: models")
+    k.add_argument("--input-dtype", choices=("long", "int64"), help="long: the input is int64 token ids "
+                   "(with --vocab) instead of a random float batch")
+    k.add_argument("--vocab", type=_positive, help="token ids lie in [0, N) (default: an hf: model's vocab_size)")
+    m = p.add_argument_group("memory")
+    m.add_argument("--memory", action="store_true", help="add the peak memory of one step (inference, or with "
+                   "--train a training step) by category and by layer")
+    m.add_argument("--fit", metavar="SIZE|GPU", help="the largest batch whose predicted peak fits in a CUDA GPU's "
+                   "memory: a size (24GiB, 16GB = 16e9 bytes) or a GPU of the spec table (A100-SXM4-40GB); "
+                   "with --train, --dtype and --optimizer")
+    m.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimizer of the --memory/--fit training step "
+                   "(default sgd)")
     d = p.add_argument_group("distributed")
     d.add_argument("--ddp", action="store_true", help="with --train under torchrun: time the DistributedDataParallel "
                    "step on every rank (gloo on CPU, NCCL on GPUs); rank 0 prints")
@@ -113,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "output error and top-1 agreement (int8: dynamic quantization of Linear layers, CPU)")
     q.add_argument("--sample-batch", metavar="FILE", help="a tensor saved with torch.save to compare on "
                    "(default: random inputs)")
+    g = p.add_argument_group("generation")
+    g.add_argument("--generate", action="store_true", help="time greedy generation of a causal LM: prefill "
+                   "(time to first token), each decode step, tokens/s, KV cache bytes, MFU/MBU")
+    g.add_argument("--prompt-len", type=_positive, help="prompt tokens (default 128)")
+    g.add_argument("--new-tokens", type=_at_least(int, 2, "an integer >= 2"), help="new tokens (default 64)")
+    g.add_argument("--cache", choices=CACHES, help="the model's KV cache: dynamic (default) or static")
     return p
 
 
@@ -129,8 +180,15 @@ _MODE_FLAGS = {
 }
 _TIMING_FLAGS = {"sweep", "sweep_budget", "max_batch", "warmup", "warmup_time", "min_time", "threads",
                  "channels_last", "compile", "per_layer", "roofline", "batch_plot"}
+_MODE_FLAGS["count"] |= {"config", "seq_len", "input_dtype", "vocab"}  # token models (llm.py)
 _MODE_FLAGS["profile"] = _MODE_FLAGS["count"] | _TIMING_FLAGS
+_MEMORY_FLAGS = {"memory", "fit", "optimizer"}
+_MODE_FLAGS["count"] = _MODE_FLAGS["count"] | _MEMORY_FLAGS
+_MODE_FLAGS["profile"] = _MODE_FLAGS["profile"] | _MEMORY_FLAGS
 _MODE_SWITCH = {"device_info": "--device-info", "compare_dtypes": "--compare-dtypes", "ddp": "--ddp"}
+_MODE_FLAGS["generate"] = _COMMON | {"batch", "device", "dtype", "warmup", "warmup_time", "min_time", "threads",
+                                     "compile", "prompt_len", "new_tokens", "cache", "config"}
+_MODE_SWITCH["generate"] = "--generate"
 
 
 class UsageError(ValueError):
@@ -164,6 +222,8 @@ def _check_flags(args, mode: str) -> None:
         raise UsageError("--device-info describes the device: give no model")
     if mode != "device_info" and not args.model:
         raise UsageError("a model name is required (or --device-info)")
+    if args.optimizer and not (args.train and (args.memory or args.fit)):
+        raise UsageError("--optimizer sets the training step of --memory or --fit: add --train and --memory")
     if args.sweep_budget is not None and not args.sweep:
         raise UsageError("--sweep-budget applies to --sweep")
     if mode in ("compare_dtypes", "ddp", "count") and args.batch and len(args.batch) > 1:
@@ -232,7 +292,17 @@ def _run(mode: str, args):
         return device_info(args.device), []
     if mode == "ddp":
         return _ddp(args), []
-    built = build_model(args.model, weights=args.weights, device=args.device)
+    if mode == "generate":
+        return _generate(args), []
+    built = build_model(args.model, weights=args.weights, device=args.device,
+                        config=dict(args.config) if args.config else None)
+    if built.config is not None and mode == "compare_dtypes":
+        raise UsageError("--compare-dtypes compares image-style outputs; count or profile a transformers model")
+    if mode in ("count", "profile") and (built.config is not None or args.seq_len or args.input_dtype
+                                         or args.vocab):
+        if args.memory or args.fit:
+            raise UsageError("--memory and --fit take image-style models for now, not token models")
+        return _tokens(args, built, mode)
     shape = args.input_shape or built.input_shape
     batches = args.batch or [1]
     if mode == "compare_dtypes":
@@ -247,15 +317,63 @@ def _run(mode: str, args):
     timed = mode == "profile"
     if args.batch_plot and not (len(batches) > 1 or args.sweep):
         raise UsageError("--batch-plot draws several batch sizes: give --batch 1,8,64 or --sweep")
+    fit = budget(args.fit) if args.fit else None
     report = profile(built.model, shape, batch_sizes=batches, timing=timed, device=args.device,
                      strict=args.strict, depth=args.depth, name=built.name,
-                     backward=args.backward or args.train, options=_timing_options(args))
+                     backward=args.backward or args.train, options=_timing_options(args),
+                     memory=_memory_settings(args))
+    if fit is not None:
+        report = replace(report, memory=report.memory.with_fit(*fit))
     pictures = []
     if args.roofline:
         pictures.append(("roofline", roofline_png(report, args.roofline, args.depth)))
     if args.batch_plot:
         pictures.append(("batch scaling", batch_scaling_png(report.timing, args.batch_plot)))
     return report, pictures
+
+
+def _tokens(args, built, mode: str):
+    """A token model: int64 ids (and an attention mask for an hf: model), one row per (batch, seq)."""
+    hf = built.config is not None
+    if not hf and args.input_dtype is None:
+        raise UsageError("--seq-len and --vocab make token ids: add --input-dtype long (and --vocab N)")
+    if hf and args.input_shape:
+        raise UsageError("--input-shape does not apply to a transformers model: give --seq-len")
+    if not hf and args.vocab is None:
+        raise UsageError("--input-dtype long needs --vocab N: token ids must lie inside the vocabulary")
+    seqs = args.seq_len or ([args.input_shape[-1]] if args.input_shape and len(args.input_shape) == 1 else None)
+    if seqs is None:
+        if not hf:
+            raise UsageError("--input-dtype long needs --seq-len (or a one-number --input-shape)")
+        seqs = [128]
+    if mode == "count" and len(seqs) > 1:
+        raise UsageError(f"counting only (--no-timing or --device meta) takes one sequence length, got {len(seqs)}")
+    notes = list(built.notes)
+    meta = args.device == "meta"
+    if hf and meta:
+        notes.append("on meta the attention mask is left out: transformers reads its values (padding_mask.all()), "
+                     "which meta tensors do not have; an all-ones mask is skipped the same way, so the counts match")
+    report = profile_tokens(built.model, seqs, args.batch or [1], vocab_size=args.vocab, config=built.config,
+                            mask=hf and not meta, plain=not hf, notes=notes, timing=mode == "profile",
+                            device=args.device, strict=args.strict, depth=args.depth, name=built.name,
+                            backward=args.backward or args.train, options=_timing_options(args))
+    pictures = []
+    if args.roofline:
+        pictures.append(("roofline", roofline_png(report, args.roofline, args.depth)))
+    if args.batch_plot:
+        pictures.append(("batch scaling", batch_scaling_png(report.timing, args.batch_plot)))
+    return report, pictures
+
+
+def _memory_settings(args):
+    """profile()'s memory= for --memory / --fit: False, or the memory step's settings (for --fit a
+    prediction on meta for a CUDA target: the budget is a GPU's)."""
+    if not (args.memory or args.fit):
+        return False
+    settings = {"optimizer": args.optimizer} if args.optimizer else {}
+    if args.fit:
+        settings.update(target="cuda", device="meta")
+    return settings
 
 
 def _load_sample(path: str):
@@ -272,6 +390,8 @@ def _ddp(args):
     """One rank of a torchrun job; rank 0 returns the report, the others None (they print nothing)."""
     if not args.train:
         raise UsageError("--ddp times a training step: add --train")
+    if args.model and args.model.startswith("hf:"):
+        raise UsageError("--ddp times image-style inputs; count or profile a transformers model (--seq-len)")
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise UsageError("--ddp runs under torchrun, e.g. torchrun --nproc_per_node 2 -m torchprof_lab "
                          f"{args.model} --train --ddp")
@@ -279,3 +399,12 @@ def _ddp(args):
     return run_under_torchrun(lambda: built.model, args.input_shape or built.input_shape, (args.batch or [1])[0],
                               cuda=(args.device or "cpu").startswith("cuda"), threads=args.threads,
                               options=_timing_options(args, threads=None))
+
+
+def _generate(args):
+    """--generate: prefill and decode-step timing of a causal LM built from the model spec."""
+    built = build_model(args.model, weights=args.weights, device=args.device,
+                        config=dict(args.config) if args.config else None)
+    return benchmark_generation(built.model, prompt_len=args.prompt_len or 128, new_tokens=args.new_tokens or 64,
+                                batch_sizes=args.batch or [1], cache=args.cache or "dynamic", name=built.name,
+                                options=_timing_options(args))

@@ -34,3 +34,16 @@ class UnknownModelError(ProfilerError, ValueError):
 
 class ModelBuildError(ProfilerError, RuntimeError):
     """The model could not be built: its factory raised, or its weights could not be loaded."""
+
+
+class DataDependentError(ForwardError):
+    """On meta, the forward read a tensor's value (``.item()``, ``.all()`` in an ``if``, ``bool()``,
+    ``nonzero``): meta tensors have shapes but no values. Names the layer and the line."""
+
+    def __init__(self, layer: str, layer_type: str, op: str, where: str):
+        self.layer, self.layer_type, self.input_shapes = layer, layer_type, ""
+        self.op, self.where = op, where
+        self.reason = (f"a data-dependent check (.item()/.all()/bool(), {op}) in "
+                       f"{f'layer {layer!r} ({layer_type})' if layer else f'the model forward ({layer_type})'}"
+                       f"{f' at {where}' if where else ''}: meta tensors have no values; count on the CPU")
+        ProfilerError.__init__(self, self.reason)

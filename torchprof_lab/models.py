@@ -22,6 +22,8 @@ class BuiltModel:
     name: str
     input_shape: tuple[int, ...]
     random_weights: bool = False  # a torchvision model built with weights=None
+    config: object = None  # a transformers model's config (hf:...): vocab_size, layers, heads
+    notes: tuple[str, ...] = ()  # how it was built (which head, random or loaded weights)
 
 
 def torchvision_names() -> list[str]:
@@ -30,12 +32,22 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models())
 
 
-def build_model(spec: str, weights: str | None = None, device: str | None = None) -> BuiltModel:
+def build_model(spec: str, weights: str | None = None, device: str | None = None,
+                config: dict | None = None) -> BuiltModel:
     """Build ``spec`` without downloading anything unless ``weights`` names a weights enum value.
 
+    ``hf:<model_type>`` (hf:gpt2, hf:llama) is a transformers model with its config's defaults,
+    ``hf:<directory>`` one from a local config.json (and its weights, if there); ``config``
+    overrides config fields ({"num_hidden_layers": 2}). Nothing is ever downloaded.
     On device="meta" the model is constructed on the meta device (no memory, no init);
     builders that compute on tensors while constructing (RegNet) fall back to the CPU.
     """
+    if spec.startswith("hf:"):
+        if weights is not None:
+            raise ValueError("weights= names torchvision weights; an hf:<directory> loads the weights it holds")
+        return _transformers(spec, config or {}, device)
+    if config:
+        raise ValueError("config overrides apply to transformers models (hf:<model_type> or hf:<directory>)")
     if ":" in spec:
         factory = _factory(spec)
         model = _on_device(lambda: _call_factory(spec, factory), device)
@@ -139,3 +151,93 @@ def _input_shape(name: str, weights: str | None) -> tuple[int, ...]:
     if crop:
         return (3, crop[0], crop[0])
     return DEFAULT_INPUT_SHAPE
+
+
+HF_MISSING = "transformers models need the transformers package: pip install 'torchprof_lab[hf]'"
+
+
+def _transformers(spec: str, overrides: dict, device: str | None) -> BuiltModel:
+    """hf:<model_type> from the config class's defaults, or hf:<local directory> with a config.json
+    (weights loaded when the directory has them); no hub download, ever."""
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ModelBuildError(HF_MISSING) from exc
+    from pathlib import Path
+
+    name = spec[3:]
+    if not name:
+        raise UnknownModelError(spec, [], " (give hf:<model_type> such as hf:gpt2, or hf:<local directory>)")
+    directory = Path(name).expanduser()
+    weights_file = None
+    if directory.is_dir():
+        if not (directory / "config.json").is_file():
+            raise UnknownModelError(spec, [], f" ({directory} has no config.json: hf:<directory> reads a "
+                                              f"transformers model directory, config.json and weights if present)")
+        cfg = _hf_call(spec, lambda: transformers.AutoConfig.from_pretrained(
+            str(directory), local_files_only=True, **overrides))
+        weights_file = next((f for f in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                                         "pytorch_model.bin.index.json") if (directory / f).is_file()), None)
+    else:
+        known = _hf_model_types(transformers)
+        if name not in known:
+            if "/" in name or "\\" in name:
+                raise UnknownModelError(spec, [], " (not a local directory; torchprof_lab downloads nothing, so a "
+                                        "hub id cannot be fetched: download the model yourself (config.json, "
+                                        "weights) and pass hf:<that directory>, or hf:<model_type> such as hf:gpt2)")
+            close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+            raise UnknownModelError(spec, [f"hf:{c}" for c in close], "" if close else
+                                    " (not a transformers model_type, e.g. hf:gpt2, hf:bert, hf:llama, hf:t5)")
+        cfg = _hf_call(spec, lambda: transformers.AutoConfig.for_model(name, **overrides))
+    _check_overrides(cfg, overrides)
+    auto, head = _hf_head(transformers, cfg)
+    if weights_file is not None:
+        model = _hf_call(spec, lambda: auto.from_pretrained(str(directory), config=cfg, local_files_only=True))
+        if device not in (None, "meta"):
+            model = model.to(device)
+        loaded = f"weights loaded from {directory / weights_file}"
+    else:
+        model = _on_device(lambda: _hf_call(spec, lambda: auto.from_config(cfg)), device)
+        loaded = "weights: random initialisation"
+    model.eval()
+    notes = (f"{type(model).__name__} ({head}) built from {type(cfg).__name__}"
+             f"{' of ' + str(directory) if directory.is_dir() else ' defaults'}"
+             f"{' with ' + ', '.join(f'{k}={v}' for k, v in overrides.items()) if overrides else ''}; {loaded}",)
+    return BuiltModel(model, spec, (), random_weights=weights_file is None, config=cfg, notes=notes)
+
+
+def _check_overrides(cfg, overrides: dict) -> None:
+    """A field the config class does not have is a typo (a config keeps any keyword it is given)."""
+    try:
+        defaults = type(cfg)()
+    except Exception:  # noqa: BLE001 - a config class that needs arguments: nothing to check against
+        return
+    unknown = sorted(k for k in overrides if not hasattr(defaults, k))
+    if unknown:
+        close = [c for k in unknown for c in difflib.get_close_matches(k, list(defaults.to_dict()), n=1)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"{type(cfg).__name__} has no field {', '.join(unknown)}{hint}")
+
+
+def _hf_model_types(transformers) -> list[str]:
+    return sorted(transformers.models.auto.configuration_auto.CONFIG_MAPPING.keys())
+
+
+def _hf_head(transformers, cfg):
+    """(auto class, what it is): a causal LM for a decoder-only model, else the base model
+    (an encoder such as BERT, an encoder-decoder such as T5: the bare stack, no head)."""
+    auto = transformers.models.auto.modeling_auto
+    kind = cfg.model_type
+    if getattr(cfg, "is_encoder_decoder", False):
+        return transformers.AutoModel, "encoder-decoder: the base model, no LM head"
+    if kind in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return transformers.AutoModelForCausalLM, "decoder: causal LM head"
+    return transformers.AutoModel, "encoder: the base model, no head"
+
+
+def _hf_call(spec: str, build):
+    """transformers' own errors (a bad config value, a missing file) in one line."""
+    try:
+        return build()
+    except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
+        raise ModelBuildError(f"cannot build {spec}: {type(exc).__name__}: {_first_line(exc)}") from exc

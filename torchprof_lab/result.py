@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from .counting.result import LayerRecord, layer_dict
 from .dtypes import PRECISIONS
 from .report import render
+from .memory.result import MemoryReport
 from .timing.result import BenchmarkReport
 
 STORAGE_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -43,6 +44,11 @@ class ProfileReport:
     timing: BenchmarkReport | None = None
     dtype: str = "fp32"
     notes: tuple[str, ...] = ()
+    memory: MemoryReport | None = None  # profile(..., memory=True): the step's peak memory
+    embedding_params: int = 0  # parameters of nn.Embedding tables (token, position), each once
+    tokens_per_sample: int | None = None  # the sequence length, for a token model (llm.py)
+    model_flops_per_token: float | None = None  # PaLM's 6N + 12LHQT (a third for inference), llm.py
+    transformer_shape: dict | None = None  # L, H, Q, h, V the PaLM figure was computed with
 
     # ------------------------------------------------------------------ totals
     @property
@@ -82,6 +88,22 @@ class ProfileReport:
         return self.model_record.intensity
 
     @property
+    def params_without_embeddings(self) -> int:
+        return self.params - self.embedding_params
+
+    @property
+    def flops_per_token(self) -> float | None:
+        """Forward FLOPs per token (batch x sequence length tokens), for a token model."""
+        return self.flops / (self.batch_size * self.tokens_per_sample) if self.tokens_per_sample else None
+
+    @property
+    def train_flops_per_token(self) -> float | None:
+        """Forward + backward FLOPs per token, when the backward was counted."""
+        if not self.tokens_per_sample or not self.backward:
+            return None
+        return self.total_flops / (self.batch_size * self.tokens_per_sample)
+
+    @property
     def storage_bytes(self) -> dict[str, int]:
         """Parameter storage if every parameter were held in each dtype (params x dtype size)."""
         return {name: self.params * PRECISIONS[name].bytes for name in STORAGE_PRECISIONS}
@@ -95,16 +117,18 @@ class ProfileReport:
 
     # ------------------------------------------------------------------ renderings
     def to_dict(self) -> dict:
-        skip = ("model_record", "layers", "depth", "timing", "notes")  # rendered below, or not data
+        skip = ("model_record", "layers", "depth", "timing", "notes", "memory")  # rendered below, or not data
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         data["notes"] = list(self.notes)
         data["uncounted_ops"] = dict(self.uncounted_ops)
         for key in ("macs", "flops", "bytes", "backward_macs", "backward_flops", "backward_bytes",
-                    "total_macs", "total_flops", "intensity", "storage_bytes"):
+                    "total_macs", "total_flops", "intensity", "storage_bytes", "params_without_embeddings",
+                    "flops_per_token", "train_flops_per_token"):
             data[key] = getattr(self, key)
         data["conventions"] = "MACs: multiply-accumulates of matrix ops; FLOPs = 2 x MACs + other ops"
         data["layers"] = [layer_dict(r) for r in self.layers]
         data["timing"] = self.timing.to_dict() if self.timing else None
+        data["memory"] = self.memory.to_dict() if self.memory else None
         return data
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -55,6 +55,33 @@ def sequence_nr_of(node) -> int:
 foreach_copy_ = torch._foreach_copy_
 
 
+# ---------------------------------------------------------------------- attention kernels (memory/)
+# the fused kernels scaled_dot_product_attention runs on a CPU and on CUDA: a meta prediction calls
+# them to keep what the target keeps (they have meta kernels and derivatives); and the softmax of
+# its math path, which says that path ran
+flash_attention_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+efficient_attention = torch.ops.aten._scaled_dot_product_efficient_attention.default
+safe_softmax = torch.ops.aten._safe_softmax.default
+
+
+# ---------------------------------------------------------------------- the profiler's memory timeline
+def profiler_allocations(prof, device: str = "cpu") -> list[tuple[int, int, bool]]:
+    """(+bytes or -bytes, time, tied to a tensor?) of every allocation and free torch's profiler
+    recorded on ``device``, in order. An allocation not tied to a tensor is one no op returned:
+    a kernel's internal workspace (the public export folds these into "unknown")."""
+    from torch.profiler._memory_profiler import Action, MemoryProfileTimeline, TensorKey
+
+    timeline = MemoryProfileTimeline(prof._memory_profile())
+    wanted = torch.device(device)
+    out = []
+    for t, action, (key, _), nbytes in timeline.timeline:
+        if key.device != wanted or action == Action.INCREMENT_VERSION:
+            continue
+        sign = -1 if action == Action.DESTROY else 1
+        out.append((sign * int(nbytes), t, isinstance(key, TensorKey)))
+    return out
+
+
 # ---------------------------------------------------------------------- module internals
 # A module's own members straight from its dicts: named_parameters(recurse=False) and friends
 # build a generator over named_modules per call, too slow in a walk over every layer.
@@ -134,11 +161,20 @@ REQUIRED = (
     "torch.nn.Module._non_persistent_buffers_set",
     "torch.nn.Module._modules",
     "torch._dynamo.eval_frame.OptimizedModule._orig_mod",
+    "torch.profiler._memory_profiler",
+    "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
+    "torch.ops.aten._scaled_dot_product_efficient_attention",
+    "torch.ops.aten._safe_softmax",
+    "torch.profiler._memory_profiler.MemoryProfileTimeline",
+    "torch.profiler._memory_profiler.TensorKey",
+    "torch.profiler._memory_profiler.Action",
+    "torch.profiler.profiler.profile._memory_profile",
 )
 
 __all__ = [
     "tree_leaves", "tree_map", "TorchDispatchMode", "OpOverload", "OpOverloadPacket",
     "can_decompose", "decompose", "get_sequence_nr", "current_autograd_node", "sequence_nr_of",
     "foreach_copy_", "own_parameters", "own_buffers", "module_containers", "child_modules", "COMPILED_PREFIX",
-    "uncompiled", "uncompiled_name", "REQUIRED",
+    "uncompiled", "uncompiled_name", "profiler_allocations", "flash_attention_cpu",
+    "efficient_attention", "safe_softmax", "REQUIRED",
 ]

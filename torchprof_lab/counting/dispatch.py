@@ -51,6 +51,23 @@ def io_bytes(args, out) -> int:
         return _io_bytes(args, out, _nbytes)
 
 
+# ops that read a tensor's values (.item(), bool(), an output sized by the data): a meta tensor has none
+DATA_DEPENDENT = frozenset({"aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero", "aten::item",
+                            "aten::masked_select", "aten::unique", "aten::_unique2"})
+
+
+class MetaValueRead(RuntimeError):
+    """A data-dependent op ran on a meta tensor; ``op`` names it."""
+
+    def __init__(self, op: str):
+        self.op = op
+        super().__init__(f"{op} reads tensor values, which meta tensors do not have")
+
+
+def _reads_meta_values(func, args) -> bool:
+    return func.name() in DATA_DEPENDENT and any(isinstance(a, Tensor) and a.is_meta for a in args)
+
+
 class CountingMode(TorchDispatchMode):
     """Runs each op, looks up its formula and adds MACs, FLOPs and bytes to the running layer."""
 
@@ -66,6 +83,8 @@ class CountingMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if kwargs is None:
             kwargs = {}
+        if _reads_meta_values(func, args):
+            raise MetaValueRead(func.name())
         cost = self._table.get(func)
         if cost is None:
             cost = library_cost(func)  # an op of a library loaded after ours (torchvision)

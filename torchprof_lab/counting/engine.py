@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import traceback
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import ForwardError
+from ..errors import DataDependentError, ForwardError
 from ..model_state import meta_twins, model_restored
 from ..torch_internals import tree_leaves
 from .attribution import Accumulator, LayerTracker
-from .dispatch import CountingMode
+from .dispatch import CountingMode, MetaValueRead
 from .registry import formula_table
 from . import formulas as _builtin  # noqa: F401  (importing it registers the built-in formulas)
 
@@ -35,6 +37,33 @@ def _describe_shapes(args) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _meta_value_read(exc: BaseException | None):
+    """The MetaValueRead behind ``exc`` (itself, its cause or context), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, MetaValueRead):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+# frames under these folders are not the model's code (the separator: torchvision is not torch)
+_OURS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (os.path.dirname(__file__), torch.__file__))
+
+
+def _model_line(exc: BaseException) -> str:
+    """'masking_utils.py:354 `padding_mask.all()`': the last frame of the model's own code (not
+    torch's, not ours) on the way to ``exc``."""
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(_OURS):
+            code = (frame.line or "").strip()
+            found = f"{os.path.join(*path.split(os.sep)[-2:])}:{frame.lineno}" + (f" `{code[:80]}`" if code else "")
+    return found
 
 
 # A pass holds its model's lock, then this one: the counter's module hooks are process-wide,
@@ -80,6 +109,9 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
                         out = work(*args, **kwargs)
             except Exception as exc:
                 layer, layer_args = tracker.failing_layer()
+                read = _meta_value_read(exc)
+                if read is not None:
+                    raise DataDependentError(layer.name, layer.type, read.op, _model_line(read)) from exc
                 raise ForwardError(layer.name, layer.type, _describe_shapes(layer_args or args),
                                    _first_line(exc)) from exc
             if backward:

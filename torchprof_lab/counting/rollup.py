@@ -130,3 +130,11 @@ def params_used(model: nn.Module, result: PassResult) -> int:
         if acc.calls:
             used.update(_param_sizes(m))
     return sum(used.values())
+
+
+def embedding_params(model: nn.Module) -> int:
+    """Parameters of the model's nn.Embedding tables (token and position embeddings), each
+    once: a table tied to an output layer is still an embedding."""
+    tables = {id(m.weight): m.weight.numel() for m in model.modules()
+              if isinstance(m, nn.Embedding) and isinstance(getattr(m, "weight", None), torch.Tensor)}
+    return sum(tables.values())

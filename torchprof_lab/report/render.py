@@ -92,6 +92,7 @@ def _summary(report) -> list[str]:
     if report.backward:
         lines.append(f"Backward: {si(report.backward_macs)}MACs, {si(report.backward_flops)}FLOPs; "
                      f"training step (fwd+bwd): {si(report.total_macs)}MACs, {si(report.total_flops)}FLOPs")
+    lines += _per_token(report)
     storage = ", ".join(f"{k} {si(v, 'B')}" for k, v in report.storage_bytes.items())
     lines.append(f"Parameter storage: {storage}; state_dict as held ({report.param_dtype}) "
                  f"{si(report.state_dict_bytes, 'B')}")
@@ -102,6 +103,24 @@ def _summary(report) -> list[str]:
     else:
         lines.append("Uncounted ops: none")
     lines += [f"Note: {note}" for note in report.notes]
+    return lines
+
+
+def _per_token(report) -> list[str]:
+    """Parameters without embeddings and FLOPs per token, for a model with embeddings or tokens."""
+    lines = []
+    if getattr(report, "embedding_params", 0):
+        lines.append(f"Params without embeddings: {report.params_without_embeddings:,} "
+                     f"(embeddings {report.embedding_params:,})")
+    if getattr(report, "tokens_per_sample", None):
+        line = f"Per token ({report.tokens_per_sample} tokens per sample): forward {si(report.flops_per_token)}FLOPs"
+        if report.train_flops_per_token is not None:
+            line += f", training step {si(report.train_flops_per_token)}FLOPs"
+        if report.model_flops_per_token is not None:
+            train = report.timing.mode == "train" if report.timing is not None else report.backward
+            line += (f"; PaLM model FLOPs {si(report.model_flops_per_token)}FLOPs "
+                     f"({'6N + 12LHQT' if train else '2N + 4LHQT'}, N without embeddings)")
+        lines.append(line)
     return lines
 
 
@@ -117,6 +136,8 @@ def to_table(report, depth: int | None = None) -> str:
     parts = [_title(report), table, *_summary(report)]
     if report.timing is not None:
         parts += ["", timing_table(report.timing)]
+    if getattr(report, "memory", None) is not None:
+        parts += ["", memory_table(report.memory, depth)]
     return "\n".join(parts)
 
 
@@ -128,19 +149,33 @@ def to_markdown(report, depth: int | None = None) -> str:
     text = f"### {_title(report)}\n\n{table}\n\n{summary}\n"
     if report.timing is not None:
         text += "\n" + timing_table(report.timing, tablefmt="github") + "\n"
+    if getattr(report, "memory", None) is not None:
+        text += "\n" + memory_table(report.memory, depth, "github")
     return text
 
 
 def _timing_headers(bench) -> list[str]:
     headers = ["Batch", "Status", "p50 ms", "p90 ms", "p99 ms", "IQR %", "n", "Samples/s",
                "Back-to-back samples/s", "Achieved FLOP/s"]
+    tokens = any(getattr(r, "tokens_per_sample", None) for r in bench.rows)
+    if tokens:
+        headers[1:1] = ["Seq"]
+        headers.insert(headers.index("Samples/s") + 1, "Tokens/s")
     if bench.ceiling is not None:
         # on a CPU the bandwidth is the measured copy's, which cache-resident work can pass
         headers += ["MFU %" if bench.mode == "train" else "Util %",
                     "BW % of copy" if bench.ceiling.attainable_bandwidth else "Bandwidth %"]
+        if any(getattr(r, "model_flops_utilisation", None) is not None for r in bench.rows):
+            headers.append("PaLM MFU %" if bench.mode == "train" else "PaLM util %")
     if any(r.power is not None for r in bench.rows):
         headers += ["Mean W", "J/sample", "Min SM MHz", "Max C"]
     return headers
+
+
+def _which(row) -> str:
+    """'batch 8', or 'batch 8, seq 128' for a token model's row."""
+    seq = getattr(row, "tokens_per_sample", None)
+    return f"batch {row.batch_size}, seq {seq}" if seq else f"batch {row.batch_size}"
 
 
 def _pct(value) -> str:
@@ -154,14 +189,22 @@ def _timing_parts(bench):
     for r in bench.rows:
         if not r.ok:
             rows.append([r.batch_size, r.status] + ["-"] * (len(headers) - 2))
+            if "Seq" in headers:
+                rows[-1][1:1] = [r.tokens_per_sample or "-"]
+                del rows[-1][-1]
             continue
         lat = r.latency
         row = [r.batch_size, "ok", f"{lat.p50 * 1e3:.3f}", f"{lat.p90 * 1e3:.3f}", f"{lat.p99 * 1e3:.3f}",
                f"{lat.relative_iqr * 100:.1f}", lat.n, f"{r.samples_per_s:.1f}",
                f"{r.throughput_samples_per_s:.1f}" if r.throughput_samples_per_s else "-",
                si(r.achieved_flops, "FLOP/s") if r.achieved_flops else "-"]
+        if "Seq" in headers:
+            row[1:1] = [r.tokens_per_sample or "-"]
+            row.insert(headers.index("Tokens/s"), f"{r.tokens_per_s:.1f}" if r.tokens_per_s else "-")
         if bench.ceiling is not None:
             row += [_pct(r.utilisation), _pct(r.bandwidth_utilisation)]
+            if "PaLM MFU %" in headers or "PaLM util %" in headers:
+                row.append(_pct(r.model_flops_utilisation))
         if "Mean W" in headers:
             p = r.power
             row += [f"{p.mean_w:.0f}" if p and p.mean_w else "-",
@@ -169,11 +212,11 @@ def _timing_parts(bench):
                     f"{p.min_sm_clock_mhz:.0f}" if p and p.min_sm_clock_mhz else "-",
                     f"{p.max_temperature_c:.0f}" if p and p.max_temperature_c else "-"]
             if p and p.throttled:
-                notes.append(f"batch {r.batch_size}: clocks held down ({', '.join(p.throttled)})")
+                notes.append(f"{_which(r)}: clocks held down ({', '.join(p.throttled)})")
         rows.append(row)
-        notes += [f"batch {r.batch_size}: {w}" for w in lat.warnings if not w.startswith("p99")]
+        notes += [f"{_which(r)}: {w}" for w in lat.warnings if not w.startswith("p99")]
         if lat.n < 100:
-            notes.append(f"batch {r.batch_size}: p99 from only {lat.n} samples")
+            notes.append(f"{_which(r)}: p99 from only {lat.n} samples")
     env = bench.environment
     where = env.get("gpu") or f"{env.get('cpu')}, {env.get('intra_op_threads')} threads"
     precision = f"{bench.dtype} autocast" if bench.autocast else bench.dtype
@@ -245,13 +288,15 @@ def to_csv(report, depth: int | None = None) -> str:
             writer.writerow([r.batch_size, r.status] + [_raw(v) for v in (
                 *((r.latency.p50, r.latency.p90, r.latency.p99, r.latency.n) if r.ok else (None,) * 4),
                 r.samples_per_s, r.throughput_samples_per_s, r.flops_per_batch, r.bytes_per_batch,
-                r.achieved_flops, r.utilisation, r.bandwidth_utilisation)])
+                r.achieved_flops, r.utilisation, r.bandwidth_utilisation, getattr(r, "tokens_per_sample", None),
+                getattr(r, "tokens_per_s", None), getattr(r, "model_flops_utilisation", None))])
     return buffer.getvalue()
 
 
 TIMING_CSV_FIELDS = ["batch_size", "status", "p50_s", "p90_s", "p99_s", "n", "samples_per_s",
                      "throughput_samples_per_s", "flops_per_batch", "bytes_per_batch", "achieved_flops",
-                     "utilisation", "bandwidth_utilisation"]
+                     "utilisation", "bandwidth_utilisation", "tokens_per_sample", "tokens_per_s",
+                     "model_flops_utilisation"]
 
 
 def _raw(value) -> str:
@@ -282,6 +327,8 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
         return to_markdown(result, depth) if fmt == "markdown" else to_table(result, depth)
     if fmt == "table" and hasattr(result, "clock"):  # a benchmark: its own layout
         return timing_table(result)
+    if fmt in ("table", "markdown") and _is_memory(result):  # a memory report: two tables
+        return memory_table(result, depth, "github" if fmt == "markdown" else "simple")
     title, headers, rows, notes = tabular(result)
     if fmt == "csv":
         buffer = io.StringIO()
@@ -306,6 +353,12 @@ def tabular(result) -> tuple[str, list[str], list[list], list[str]]:
         return _precision(result)
     if hasattr(result, "clock"):  # a benchmark
         return _timing_parts(result)
+    if hasattr(result, "new_tokens"):  # a generation benchmark
+        return _generation(result)
+    if _is_memory(result):  # a memory report as one table: its layers
+        title, _, _, notes = _memory_parts(result)
+        headers, rows = _memory_layer_rows(result, None, raw=True)
+        return title, headers, rows, notes
     raise TypeError(f"no rendering for {type(result).__name__}")
 
 
@@ -343,3 +396,81 @@ def _distributed(report):
         f"per bucket, overlapping the backward pass",
     ]
     return title, headers, rows, notes
+
+
+def _generation(report):
+    def pct(value):
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    rows = [[r.batch_size, f"{r.prefill.p50 * 1e3:.3f}", f"{r.decode.p50 * 1e3:.3f}", f"{r.tokens_per_s:.1f}",
+             si(r.kv_cache_bytes, "B"), "-" if r.flops_per_token is None else si(r.flops_per_token),
+             pct(r.mfu_prefill), pct(r.mbu_decode), f"{r.generations} x {r.decode_steps}"] for r in report.rows]
+    headers = ["Batch", "Prefill p50 ms", "Decode p50 ms/step", "Tokens/s", "KV cache", "FLOPs/token",
+               "MFU prefill", "MBU decode", "Runs x steps"]
+    title = (f"Generation: {report.model} on {report.device}, {report.dtype}, prompt {report.prompt_len} + "
+             f"{report.new_tokens} new tokens, greedy, {report.cache} cache"
+             f"{', compiled' if report.compiled else ''} | clock: {report.timer}")
+    notes = [f"Note: {n}" for n in report.notes]
+    for r in report.rows:
+        notes += [f"Warning (batch {r.batch_size}, {what}): {w}" for what, stats in
+                  (("prefill", r.prefill), ("decode", r.decode)) for w in stats.warnings if "p99" not in w]
+    if report.ceiling is not None:
+        notes.append(f"Ceiling: {report.ceiling.source}")
+    return title, headers, rows, notes
+
+
+# ---------------------------------------------------------------------- memory
+def _is_memory(result) -> bool:
+    return hasattr(result, "peak_bytes") and hasattr(result, "by_category")
+
+
+def binary(value: int) -> str:
+    """Bytes in binary units, as allocators and GPU memory sizes are given: '183.8 MiB'."""
+    for threshold, unit in ((2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
+        if abs(value) >= threshold:
+            return f"{value / threshold:.1f} {unit}"
+    return f"{value} B"
+
+
+def _memory_parts(m):
+    """(title, category headers, category rows, lines below) of a memory report."""
+    precision = f"{m.dtype} autocast" if m.autocast else m.dtype
+    step = f"training step ({m.optimizer})" if m.mode == "train" else "inference step"
+    how = "predicted on meta" if m.device == "meta" else f"measured on {m.device}"
+    title = (f"Memory of one {step}: {m.model} | input {m.inputs} | batch {m.batch_size} | {precision} | "
+             f"{how}, sizes as the {m.target.upper()} allocator makes them")
+    peak = m.peak_bytes or 1
+    rows = [[c, binary(v), f"{v / peak * 100:.1f}"] for c, v in m.by_category.items()]
+    rows.append(["Total (peak)", binary(m.peak_bytes), "100.0"])
+    lines = [f"Peak: {binary(m.peak_bytes)} ({m.peak_bytes:,} bytes) during {m.peak_at}"]
+    saved = sum(r.saved_bytes for r in m.layers)
+    if m.mode == "train":
+        lines.append(f"Saved for backward by the layers: {binary(saved)}")
+    if getattr(m, "fit_budget", None) is not None:
+        lines.append(f"Largest batch that fits in {m.fit_budget}: {m.fit_batch} (predicted peak at most "
+                     f"{binary(m.fit_bytes)}; allocator segments and the CUDA context not included)")
+    lines += [f"Note: {n}" for n in m.notes]
+    return title, ["Category", "At the peak", "%"], rows, lines
+
+
+def _memory_layer_rows(m, depth, raw: bool = False):
+    headers = ["Layer", "Type", "Saved for backward", "Peak in forward", "Peak in backward"]
+    show = (lambda v: v) if raw else binary
+    rows = [[r.name if raw else "  " * (r.depth - 1) + r.name, r.type, show(r.saved_bytes), show(r.forward_peak),
+             show(r.backward_peak) if m.mode == "train" else "-"]
+            for r in m.layers if depth is None or r.depth <= depth]
+    return headers, rows
+
+
+def memory_table(m, depth: int | None = None, tablefmt: str = "simple") -> str:
+    """A memory report: bytes by category at the peak, then the layers (down to ``depth``,
+    2 by default) with what each saved for backward and the live bytes at their highest while it ran."""
+    title, headers, rows, lines = _memory_parts(m)
+    layer_headers, layer_rows = _memory_layer_rows(m, 2 if depth is None else depth)
+    if tablefmt == "github":
+        return "\n".join([f"### {title}", "", tabulate(rows, headers=headers, tablefmt="github"), "",
+                          *(f"- {line}" for line in lines), "",
+                          tabulate(layer_rows, headers=layer_headers, tablefmt="github"), ""])
+    return "\n".join([title, tabulate(rows, headers=headers, tablefmt=tablefmt,
+                                        colalign=("left", "right", "right")), *lines, "",
+                      tabulate(layer_rows, headers=layer_headers, tablefmt=tablefmt)])

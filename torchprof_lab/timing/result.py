@@ -28,6 +28,8 @@ class BenchmarkRow:
     bandwidth_utilisation: float | None = None  # achieved bytes/s / peak bandwidth
     power: object = None  # PowerSummary over the timed window, where NVML could be read
     samples_processed: int | None = None  # samples run while power was sampled
+    tokens_per_sample: int | None = None  # the sequence length of a token model's row (llm.py)
+    model_flops_utilisation: float | None = None  # PaLM's model FLOPs x tokens/s / peak (llm.py)
 
     @property
     def ok(self) -> bool:
@@ -41,6 +43,12 @@ class BenchmarkRow:
     def samples_per_s(self) -> float | None:
         """Samples per second at the median latency (one synchronized batch at a time)."""
         return self.batch_size / self.latency.p50 if self.ok else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Tokens per second at the median latency: samples/s x tokens per sample."""
+        per = self.samples_per_s
+        return per * self.tokens_per_sample if per is not None and self.tokens_per_sample else None
 
     @property
     def throughput_samples_per_s(self) -> float | None:
@@ -78,8 +86,9 @@ class BenchmarkRow:
                 "bytes_per_batch": self.bytes_per_batch, "utilisation": self.utilisation,
                 "utilisation_at_observed_clock": self.utilisation_at_observed_clock,
                 "bandwidth_utilisation": self.bandwidth_utilisation,
-                "power": self.power.to_dict() if self.power is not None else None}
-        for key in ("batches_per_s", "samples_per_s", "throughput_samples_per_s", "achieved_flops",
+                "power": self.power.to_dict() if self.power is not None else None,
+                "tokens_per_sample": self.tokens_per_sample, "model_flops_utilisation": self.model_flops_utilisation}
+        for key in ("batches_per_s", "samples_per_s", "tokens_per_s", "throughput_samples_per_s", "achieved_flops",
                     "achieved_bandwidth", "joules_per_sample", "samples_per_joule"):
             data[key] = getattr(self, key)
         return data
