@@ -9,6 +9,8 @@ import pytest
 
 import torchprof_lab
 from torchprof_lab.distributed import DistributedReport, RankRow
+from torchprof_lab.generation import GenerationReport, GenerationRow
+from torchprof_lab.llm import TransformerShape
 from torchprof_lab.hardware.info import DeviceInfo
 from torchprof_lab.precision_compare import PrecisionReport, PrecisionRow
 
@@ -78,6 +80,8 @@ def test_the_graph_is_read_correctly():
 @pytest.mark.parametrize("cls", [torchprof_lab.ProfileReport, torchprof_lab.LayerRecord, torchprof_lab.BenchmarkRow,
                                  torchprof_lab.BenchmarkReport, torchprof_lab.LatencyStats, torchprof_lab.Ceiling,
                                  torchprof_lab.TimingOptions, torchprof_lab.Precision, DistributedReport, RankRow,
-                                 PrecisionReport, PrecisionRow, DeviceInfo])
+                                 PrecisionReport, PrecisionRow, DeviceInfo, torchprof_lab.MemoryReport,
+                                 torchprof_lab.LayerMemory, torchprof_lab.TimelinePoint, GenerationReport,
+                                 GenerationRow, TransformerShape])
 def test_results_are_frozen_values(cls):
     assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen

@@ -106,7 +106,7 @@ def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_si
     if not isinstance(memory, (bool, dict)):
         raise ValueError(f"memory must be True, False or a dict of memory() settings, got {memory!r}")
     report = _profile(model, input_shape, batch_size, **settings)
-    if not memory:
+    if memory is False:
         return report
     extra = dict(memory) if isinstance(memory, dict) else {}
     options = TimingOptions.of(settings.get("options"), **{k: v for k, v in settings.items()

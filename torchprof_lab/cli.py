@@ -222,8 +222,8 @@ def _check_flags(args, mode: str) -> None:
         raise UsageError("--device-info describes the device: give no model")
     if mode != "device_info" and not args.model:
         raise UsageError("a model name is required (or --device-info)")
-    if args.optimizer and not (args.train and (args.memory or args.fit)):
-        raise UsageError("--optimizer sets the training step of --memory or --fit: add --train and --memory")
+    if args.optimizer and not args.train:
+        raise UsageError("--optimizer sets the optimizer of a training step: add --train")
     if args.sweep_budget is not None and not args.sweep:
         raise UsageError("--sweep-budget applies to --sweep")
     if mode in ("compare_dtypes", "ddp", "count") and args.batch and len(args.batch) > 1:
@@ -236,7 +236,8 @@ def _timing_options(args, **fixed) -> TimingOptions:
              "warmup_time": args.warmup_time, "min_time": args.min_time, "threads": args.threads,
              "sweep": args.sweep or None, "sweep_budget": args.sweep_budget, "max_batch": args.max_batch or None,
              "channels_last": args.channels_last or None, "compile": args.compile or None,
-             "per_layer": args.per_layer or None}
+             "per_layer": args.per_layer or None,
+             "optimizer": args.optimizer if args.train else None}
     return TimingOptions.of(**{k: v for k, v in {**given, **fixed}.items() if v is not None})
 
 
@@ -324,12 +325,17 @@ def _run(mode: str, args):
                      memory=_memory_settings(args))
     if fit is not None:
         report = replace(report, memory=report.memory.with_fit(*fit))
+    return report, _pictures(args, report)
+
+
+def _pictures(args, report) -> list[tuple[str, str]]:
+    """The pictures asked for, drawn: [(what, path)]."""
     pictures = []
     if args.roofline:
         pictures.append(("roofline", roofline_png(report, args.roofline, args.depth)))
     if args.batch_plot:
         pictures.append(("batch scaling", batch_scaling_png(report.timing, args.batch_plot)))
-    return report, pictures
+    return pictures
 
 
 def _tokens(args, built, mode: str):
@@ -357,12 +363,7 @@ def _tokens(args, built, mode: str):
                             mask=hf and not meta, plain=not hf, notes=notes, timing=mode == "profile",
                             device=args.device, strict=args.strict, depth=args.depth, name=built.name,
                             backward=args.backward or args.train, options=_timing_options(args))
-    pictures = []
-    if args.roofline:
-        pictures.append(("roofline", roofline_png(report, args.roofline, args.depth)))
-    if args.batch_plot:
-        pictures.append(("batch scaling", batch_scaling_png(report.timing, args.batch_plot)))
-    return report, pictures
+    return report, _pictures(args, report)
 
 
 def _memory_settings(args):
@@ -373,7 +374,7 @@ def _memory_settings(args):
     settings = {"optimizer": args.optimizer} if args.optimizer else {}
     if args.fit:
         settings.update(target="cuda", device="meta")
-    return settings
+    return settings or True
 
 
 def _load_sample(path: str):

@@ -29,12 +29,12 @@ from torch import nn
 
 from .api import count
 from .hardware.ceiling import ceiling_for
-from .model_state import check_device, model_device, model_lock, rng_restored
+from .model_state import model_lock, rng_restored
 from .report import render
 from .timing.benchmark import environment
 from .timing.loop import clock_for, sample
 from .timing.options import TimingOptions
-from .timing.prepare import backend_settings, plan, prepared_model
+from .timing.prepare import backend_settings, plan, prepared_model, timed_device
 from .timing.stats import LatencyStats
 
 CACHES = ("dynamic", "static")
@@ -169,12 +169,7 @@ def benchmark_generation(model: nn.Module, prompt_len: int = 128, new_tokens: in
     sizes = _batch_sizes(batch_sizes)
     if cache not in CACHES:
         raise ValueError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
-    home = model_device(model)
-    run_device = home if device is None else check_device(device)
-    if run_device.type == "meta" or home.type == "meta":
-        raise ValueError("a model on the meta device cannot be timed: it has no data")
-    if run_device != home and not (run_device.type == home.type and run_device.index is None):
-        raise ValueError(f"model is on {home} but device={run_device} was asked for: move the model first")
+    home = timed_device(model, device)
     run = plan(model, options, home)
     clock = clock_for(home)
     rows = []

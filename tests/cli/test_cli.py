@@ -247,3 +247,28 @@ def test_an_unreadable_sample_batch_and_a_read_only_folder_are_one_line(tmp_path
     assert main(["resnet18", "--device", "meta", "--output", str(tmp_path / "r.txt")]) == 1
     err = capsys.readouterr().err
     assert "cannot write" in err and "Permission denied" in err and len(err.strip().splitlines()) == 1
+
+
+def test_memory_alone_and_one_optimizer_for_timing_and_memory(tmp_path):
+    out = tmp_path / "m.json"
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "2", "--memory", "--no-timing", "--format", "json",
+                 "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["memory"] is not None and data["memory"]["peak_bytes"] > data["params"] * 4  # weights + activations
+    assert main(["resnet18", "--input-shape", "3,32,32", "--batch", "2", "--train", "--memory", "--optimizer", "adamw",
+                 *FAST, "--format", "json", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["timing"]["settings"]["optimizer"] == "adamw"  # the timed step is the one whose memory is shown
+    assert data["memory"]["by_category"]["optimizer_state"] >= 2 * data["params"] * 4  # Adam's two moments
+    assert main(["resnet18", "--optimizer", "adamw", "--no-timing"]) == 2
+
+
+def test_csv_carries_memory_and_generation_as_raw_numbers(tmp_path, capsys):
+    assert main(["resnet18", "--input-shape", "3,32,32", "--memory", "--no-timing", "--format", "csv"]) == 0
+    memory = capsys.readouterr().out.split("\n\n")[-1]
+    rows = {r["memory_category"]: int(r["bytes_at_peak"]) for r in csv.DictReader(io.StringIO(memory))}
+    assert rows["parameters"] == 11689512 * 4 and rows["peak"] >= sum(v for k, v in rows.items() if k != "peak")
+    assert main(["generation_models:gpt2_tiny", "--generate", "--prompt-len", "8", "--new-tokens", "3", *FAST,
+                 "--format", "csv"]) == 0
+    row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert int(row["kv_cache_bytes"]) > 0 and float(row["decode_p50_s"]) > 0 and int(row["decode_steps"]) == 2

@@ -290,6 +290,23 @@ def to_csv(report, depth: int | None = None) -> str:
                 r.samples_per_s, r.throughput_samples_per_s, r.flops_per_batch, r.bytes_per_batch,
                 r.achieved_flops, r.utilisation, r.bandwidth_utilisation, getattr(r, "tokens_per_sample", None),
                 getattr(r, "tokens_per_s", None), getattr(r, "model_flops_utilisation", None))])
+    memory = getattr(report, "memory", None)
+    if memory is not None:  # the step's peak by category, then the peak itself
+        buffer.write("\n")
+        buffer.write(_csv(["memory_category", "bytes_at_peak"],
+                          [*([k, v] for k, v in memory.by_category.items()), ["peak", memory.peak_bytes]]))
+    return buffer.getvalue()
+
+
+GENERATION_CSV_FIELDS = ["batch_size", "prefill_p50_s", "decode_p50_s", "tokens_per_s", "kv_cache_bytes",
+                         "flops_per_token", "mfu_prefill", "mbu_decode", "generations", "decode_steps"]
+
+
+def _csv(headers, rows) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
     return buffer.getvalue()
 
 
@@ -329,6 +346,10 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
         return timing_table(result)
     if fmt in ("table", "markdown") and _is_memory(result):  # a memory report: two tables
         return memory_table(result, depth, "github" if fmt == "markdown" else "simple")
+    if fmt == "csv" and hasattr(result, "new_tokens"):  # a generation benchmark: raw numbers
+        return _csv(GENERATION_CSV_FIELDS, [[_raw(v) for v in (
+            r.batch_size, r.prefill.p50, r.decode.p50, r.tokens_per_s, r.kv_cache_bytes, r.flops_per_token,
+            r.mfu_prefill, r.mbu_decode, r.generations, r.decode_steps)] for r in result.rows])
     title, headers, rows, notes = tabular(result)
     if fmt == "csv":
         buffer = io.StringIO()

@@ -13,13 +13,13 @@ from torch import nn
 
 from ..hardware.cpu import cpu_model_name
 from ..hardware.nvml import PowerSampler, handle_for, load_nvml
-from ..torch_internals import tree_map
 from ..inputs import batch_of, call_args, check_shape, infer_batch, make_inputs
-from ..model_state import check_device, model_device, model_lock, rng_restored
+from ..model_state import model_lock, rng_restored
+from ..torch_internals import tree_map
 from .loop import clock_for, run_back_to_back, sample
 from .options import TimingOptions
 from .per_layer import time_layers
-from .prepare import backend_settings, example_batch, make_step, plan, prepared_model
+from .prepare import backend_settings, example_batch, make_step, plan, prepared_model, timed_device
 from .result import BenchmarkReport, BenchmarkRow
 from .stats import LatencyStats
 
@@ -61,12 +61,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     options = TimingOptions.of(options, **settings)
-    home = model_device(model)
-    run_device = home if device is None else check_device(device)
-    if run_device.type == "meta" or home.type == "meta":
-        raise ValueError("a model on the meta device cannot be timed: it has no data; count it instead")
-    if run_device != home and not (run_device.type == home.type and run_device.index is None):
-        raise ValueError(f"model is on {home} but device={run_device} was asked for: move the model first")
+    home = timed_device(model, device)
     if inputs is not None and input_shape is not None:
         raise ValueError("give input_shape or inputs, not both")
     if inputs is None and input_shape is None:
@@ -123,7 +118,8 @@ def _settings(options: TimingOptions) -> dict:
     return {"warmup_runs": options.warmup, "warmup_time_s": options.warmup_time, "min_time_s": options.min_time,
             "min_runs": options.min_runs, "max_time_s": options.max_time, "channels_last": options.channels_last,
             "compile": options.compile,
-            "optimizer": ("given" if options.optimizer else "SGD(lr=1e-3)") if options.train else None,
+            "optimizer": (options.optimizer if isinstance(options.optimizer, str) else
+                          "given" if options.optimizer else "SGD(lr=1e-3)") if options.train else None,
             "inference_mode": not options.train}
 
 

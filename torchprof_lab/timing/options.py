@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 from ..dtypes import TIMED, precision
+from ..optimizers import check_optimizer
 
 
 def _number(name: str, value, *, minimum: float, integer: bool = False, finite: bool = True):
@@ -41,7 +42,7 @@ class TimingOptions:
     channels_last: bool = False
     compile: bool = False
     threads: int | None = None
-    optimizer: object = None  # callable(params) -> torch.optim.Optimizer; SGD(lr=1e-3) if None
+    optimizer: object = None  # a name ('adamw'), a class or a factory of the params; SGD(lr=1e-3) if None
     per_layer: bool = False
     progress: bool | None = None  # a tqdm bar over batch sizes; None: only on a terminal
 
@@ -60,8 +61,7 @@ class TimingOptions:
         _number("sweep_budget", self.sweep_budget, minimum=0)
         if self.threads is not None:
             _number("threads", self.threads, minimum=1, integer=True)
-        if self.optimizer is not None and not callable(self.optimizer):
-            raise ValueError("optimizer must be a callable taking the parameters, e.g. torch.optim.AdamW")
+        check_optimizer(self.optimizer)
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"progress must be True, False or None, got {self.progress!r}")
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..optimizers import make_optimizer
 from ..dtypes import Precision, of_dtype, precision
-from ..model_state import floating_dtype, model_copy, model_restored
+from ..model_state import check_device, model_device, floating_dtype, model_copy, model_restored
 from ..torch_internals import tree_leaves
 from .options import TimingOptions
 
@@ -44,6 +45,18 @@ class Plan:
         if not self.autocast:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.precision.dtype)
+
+
+def timed_device(model: nn.Module, device) -> torch.device:
+    """The device a timing run uses: the model's own; ``device`` may only name it (a meta model
+    has no data to time, and moving the user's model is theirs to do)."""
+    home = model_device(model)
+    wanted = home if device is None else check_device(device)
+    if wanted.type == "meta" or home.type == "meta":
+        raise ValueError("a model on the meta device cannot be timed: it has no data; count it instead")
+    if wanted != home and not (wanted.type == home.type and wanted.index is None):
+        raise ValueError(f"model is on {home} but device={wanted} was asked for: move the model first")
+    return home
 
 
 def plan(model: nn.Module, options: TimingOptions, device: torch.device) -> Plan:
@@ -131,8 +144,7 @@ def make_step(work: nn.Module, args: tuple, kwargs: dict, run: Plan):
 
         return inference_step
     params = [p for p in work.parameters() if p.requires_grad]
-    make = run.options.optimizer
-    optimizer = make(params) if make else torch.optim.SGD(params, lr=1e-3)
+    optimizer, _ = make_optimizer(run.options.optimizer, params)
 
     def training_step():
         optimizer.zero_grad(set_to_none=True)
