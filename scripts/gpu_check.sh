@@ -20,5 +20,14 @@ run sweep "$py" -m torchprof_lab resnet50 --device cuda --sweep --max-batch --sw
 run compile "$py" -m torchprof_lab resnet50 --device cuda --batch 64 --compile --dtype fp16 --depth 1
 run precision "$py" -m torchprof_lab resnet50 --device cuda --batch 32 --compare-dtypes fp32,fp16,bf16,tf32
 run ddp_nccl "$py" -m torch.distributed.run --standalone --nproc_per_node 1 -m torchprof_lab resnet18 --device cuda --train --ddp --batch 64
+# issue 12: token models on the GPU (random weights, nothing downloaded)
+llama=(--config num_hidden_layers=8 hidden_size=1024 num_attention_heads=16 num_key_value_heads=4 intermediate_size=2816 vocab_size=32000)
+run gen_gpt2_bf16 "$py" -m torchprof_lab hf:gpt2 --config n_layer=2 --generate --prompt-len 128 --new-tokens 64 --batch 1,8 --device cuda --dtype bf16
+run gen_gpt2_static_compile "$py" -m torchprof_lab hf:gpt2 --config n_layer=2 --generate --prompt-len 128 --new-tokens 64 --batch 1,8 --device cuda --dtype bf16 --cache static --compile --warmup 3
+run gen_llama_bf16 "$py" -m torchprof_lab hf:llama "${llama[@]}" --generate --prompt-len 512 --new-tokens 128 --batch 1,8,32 --device cuda --dtype bf16 --format json
+run llama_train_bf16 "$py" -m torchprof_lab hf:llama "${llama[@]}" --seq-len 128,1024 --batch 1,8 --train --dtype bf16 --device cuda
+run gpt2_train_bf16 "$py" -m torchprof_lab hf:gpt2 --seq-len 128,1024 --batch 1,8 --train --dtype bf16 --device cuda
+run memory_resnet50 "$py" -m torchprof_lab resnet50 --memory --train --device cuda --batch 32 --depth 1
+run fit_h100 "$py" -m torchprof_lab resnet50 --no-timing --fit H100-SXM5 --train --optimizer adamw
 run pytest "$py" -m pytest -q
 echo "outputs in $out"

@@ -149,8 +149,15 @@ def profile_tokens(model: nn.Module, seq_lens: Sequence[int], batch_sizes: Seque
                              "the vocabulary")
         if decoder is None:
             decoder = bool(getattr(config, "is_encoder_decoder", False))
-    # a forward to profile is not generation: no KV cache built (and copied into) on the way
-    extra = {"use_cache": False} if getattr(config, "use_cache", False) and not plain else None
+    # a forward to profile is not generation: no KV cache built (and copied into) on the way;
+    # except on meta without a mask, where a model with no cache reads its position ids' values
+    # (transformers' packed-sequence check) that meta tensors do not have
+    on_meta = not mask and str(kwargs.get("device")) == "meta"
+    extra = {"use_cache": on_meta} if getattr(config, "use_cache", False) and not plain else None
+    if extra and on_meta:
+        notes = (*notes, "on meta the model builds its KV cache (use_cache=True): without a cache transformers "
+                         "reads the position ids' values, which meta tensors lack; the cache adds bytes, not FLOPs: its "
+                         "writes are data movement")
     if len(seq_lens) > 1 and not kwargs.get("timing", True):
         raise ValueError(f"counting only takes one sequence length, got {len(seq_lens)}")
     reports = []

@@ -77,7 +77,8 @@ def test_bf16_copy_mfu_mbu_and_renderings():
     assert any("measured copy" in n for n in report.notes)
     markdown = render(report, "markdown")
     assert "Decode p50 ms/step" in str(report) and markdown.startswith("### Generation") and "Tokens/s |" in markdown
-    assert render(report, "csv").splitlines()[0].startswith("Batch,Prefill p50 ms")
+    header, first = render(report, "csv").splitlines()[:2]
+    assert header.startswith("batch_size,prefill_p50_s") and int(first.split(",")[4]) == row.kv_cache_bytes
     data = json.loads(report.to_json())
     assert data["rows"][0]["kv_cache_bytes"] == row.kv_cache_bytes and data["rows"][0]["decode_steps"] == NEW - 1
 

@@ -1,6 +1,12 @@
 """The real GPU paths: CUDA events, NVML readings and power, the peak table against a measured
-matmul. Skipped where torch sees no CUDA device (CI, this project's CPU machines); a GPU machine
-runs them with the rest of the suite (scripts/gpu_check.sh records the CLI's outputs beside them).
+matmul, and issue 12's token-model paths (generation timed with CUDA events, a bf16 profile of a
+tiny Llama with tokens/s and PaLM MFU). Skipped where torch sees no CUDA device (CI, this
+project's CPU machines); a GPU machine runs them with the rest of the suite
+(scripts/gpu_check.sh records the CLI's outputs beside them). The memory predictor against
+torch.cuda.max_memory_allocated is tests/integration/test_gpu_memory.py's.
+
+The token-model checks are functions of the device, so they can be tried on the CPU without a
+GPU (``_generation_check("cpu")``, ``_llama_bf16_profile_check("cpu")``); only the CUDA tests run here.
 """
 
 import pytest
@@ -11,6 +17,7 @@ from torch import nn
 import torchprof_lab
 from torchprof_lab.hardware.ceiling import ceiling_for
 from torchprof_lab.hardware.nvml import load_nvml
+from torchprof_lab.llm import palm_flops_per_token
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -85,3 +92,79 @@ def test_profile_on_cuda_reports_utilisation_and_roofline():
     assert 0 < row.utilisation < 1
     assert row.bandwidth_utilisation > 0  # counted bytes assume no caching: may exceed 1 where L2 serves them
     assert all(layer.bound in ("memory", "compute") for layer in report.layers if layer.flops)
+
+
+# issue 12 on the GPU: generation and a bf16 token-model profile ----------------------------------
+
+PROMPT, NEW = 12, 6  # as tests/integration/test_generation.py
+
+
+def _clock_name(device: str) -> str:
+    return "torch.cuda.Event" if device.startswith("cuda") else "time.perf_counter_ns"
+
+
+def _generation_check(device: str) -> None:
+    pytest.importorskip("transformers")
+    import generation_models  # tests/ is on sys.path (conftest.py)
+
+    model = generation_models.gpt2_tiny().to(device)  # 2 layers, 2 heads of 32, vocabulary 128
+    report = torchprof_lab.benchmark_generation(model, prompt_len=PROMPT, new_tokens=NEW, batch_sizes=[1, 4],
+                                                min_time=0.05, min_runs=3, warmup=2, warmup_time=0.0)
+    assert report.timer.startswith(_clock_name(device)) and report.device.startswith(device)
+    assert report.to_dict()["clock"] == report.timer
+    for row in report.rows:
+        batch = row.batch_size
+        # K and V of 2 layers x batch x 2 heads x (prompt + new - 1) positions x 32, fp32
+        assert row.kv_cache_bytes == 2 * 2 * batch * 2 * (PROMPT + NEW - 1) * 32 * 4
+        assert row.kv_cache_positions == PROMPT + NEW - 1 and row.decode_steps == NEW - 1
+        assert row.decode.n == row.generations * (NEW - 1) and row.generations >= 3
+        assert 0 < row.prefill.min <= row.prefill.p50 and 0 < row.decode.min <= row.decode.p50
+        assert row.tokens_per_s == batch / row.decode.p50
+        ids = torch.randint(0, 128, (batch, PROMPT), generator=torch.Generator().manual_seed(batch)).to(device)
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=NEW,
+                                 min_new_tokens=NEW, pad_token_id=0)
+        assert [list(s) for s in row.output_ids] == out[:, PROMPT:].tolist()
+        if report.ceiling is not None and report.ceiling.peak_flops:
+            assert 0 < row.mfu_prefill < 1
+        if report.ceiling is not None and report.ceiling.peak_bandwidth:
+            assert 0 < row.mbu_decode < 1
+    assert all(p.device.type == torch.device(device).type for p in model.parameters())
+
+
+def _llama_bf16_profile_check(device: str, train: bool = True) -> None:
+    pytest.importorskip("transformers")
+    import generation_models
+
+    model = generation_models.llama_tiny().to(device)  # 4 heads sharing 2 KV heads of 16
+    seqs, batches = [32, 64], [1, 4]
+    report = torchprof_lab.profile_tokens(model, seqs, batches, config=model.config, dtype="bf16", train=train,
+                                          min_time=0.05, min_runs=3, warmup=1, warmup_time=0.0)
+    timing = report.timing
+    assert report.dtype == "bf16" and timing.clock.startswith(_clock_name(device))
+    assert [(r.batch_size, r.tokens_per_sample) for r in timing.rows] == [(b, s) for s in seqs for b in batches]
+    for row in timing.rows:
+        assert row.ok and row.tokens_per_s > 0
+        assert row.tokens_per_s == pytest.approx(row.batch_size / row.latency.p50 * row.tokens_per_sample)
+        if timing.ceiling is not None and timing.ceiling.peak_flops:
+            # PaLM MFU: model FLOPs per token (at this row's sequence length) x tokens/s over the bf16 peak
+            palm = palm_flops_per_token(model.config, row.tokens_per_sample, report.params_without_embeddings,
+                                        train=train)
+            assert row.model_flops_utilisation == pytest.approx(palm * row.tokens_per_s / timing.ceiling.peak_flops)
+            assert 0 < row.model_flops_utilisation < 1
+    # the report's own figure is the first sequence length's
+    assert report.model_flops_per_token == palm_flops_per_token(model.config, seqs[0],
+                                                                report.params_without_embeddings, train=train)
+    assert report.transformer_shape == {"layers": 2, "heads": 4, "head_dim": 16, "hidden": 64, "vocab": 128,
+                                        "kv_heads": 2}
+    assert all(p.dtype == torch.float32 and p.grad is None for p in model.parameters())  # left as it was
+
+
+def test_generation_on_cuda_times_with_cuda_events_and_matches_generate():
+    _generation_check("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and not torch.cuda.is_bf16_supported(), reason="needs bf16")
+def test_bf16_profile_tokens_of_a_tiny_llama_on_cuda_has_tokens_per_s_and_palm_mfu():
+    _llama_bf16_profile_check("cuda", train=True)
+    _llama_bf16_profile_check("cuda", train=False)

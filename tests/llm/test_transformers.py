@@ -161,3 +161,12 @@ def test_without_transformers_one_line_says_what_to_install(monkeypatch):
     with pytest.raises(ModelBuildError, match=r"pip install 'torchprof_lab\[hf\]'"):
         build_model("hf:gpt2")
 
+
+
+def test_cli_meta_count_of_a_causal_lm_matches_the_cpu(capsys):
+    config = ["--config", "n_layer=2", "n_embd=64", "n_head=2", "--seq-len", "16", "--format", "json"]
+    assert main(["hf:gpt2", *config, "--device", "meta"]) == 0  # no cache: transformers would read position ids
+    meta = json.loads(capsys.readouterr().out)
+    assert main(["hf:gpt2", *config, "--no-timing"]) == 0
+    cpu = json.loads(capsys.readouterr().out)
+    assert meta["macs"] == cpu["macs"] and any("builds its KV cache" in n for n in meta["notes"])

@@ -11,9 +11,10 @@ from torch import nn
 
 import torchprof_lab
 from torchprof_lab.cli import main
+from torchprof_lab.memory.result import CATEGORIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from memory_reference import measure, small_vit  # noqa: E402  torch's profiler on the same step
+from memory_reference import measure, profiler_peak, small_vit  # noqa: E402  torch's profiler on the same step
 
 MiB = 2 ** 20
 
@@ -255,3 +256,81 @@ def test_meta_prediction_follows_the_targets_attention_kernel():
     assert any("fused kernel" in n for n in meta.notes) and not any("math path" in n for n in meta.notes)
     cuda = torchprof_lab.memory(model, (128, 64), 4, device="meta", train=True, target="cuda")
     assert any("memory-efficient attention" in n for n in cuda.notes)
+
+
+class _Blocks(nn.Module):
+    """A stem, four MLP blocks and a head; with ``checkpointed`` the first block runs under
+    ``torch.utils.checkpoint`` (non-reentrant): its activations are freed after forward and
+    recomputed in backward."""
+
+    def __init__(self, checkpointed: bool, d: int = 64):
+        super().__init__()
+        self.checkpointed = checkpointed
+        self.stem, self.head = nn.Linear(32, d), nn.Linear(d, 10)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Tanh())
+                                    for _ in range(4))
+
+    def forward(self, x):
+        h = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            h = (torch.utils.checkpoint.checkpoint(block, h, use_reentrant=False)
+                 if self.checkpointed and i == 0 else block(h))
+        return self.head(h)
+
+
+def test_activation_checkpointing_frees_the_blocks_activations():
+    batch, kwargs = 512, dict(train=True, optimizer="sgd-momentum", target="cpu")
+    runs = {}
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        model = _Blocks(checkpointed)
+        real = torchprof_lab.memory(model, (32,), batch, **kwargs)
+        meta = torchprof_lab.memory(model, (32,), batch, device="meta", **kwargs)
+        peak, _, _ = measure(model, torch.randn(batch, 32), train=True, optimizer="sgd-momentum")
+        assert meta.peak_bytes == real.peak_bytes and meta.by_category == real.by_category
+        assert abs(meta.peak_bytes - peak) / peak < 0.05
+        runs[checkpointed] = meta
+    plain, ckpt = runs[False], runs[True]
+    block = sum(r.saved_bytes for r in plain.layers if r.name.startswith("blocks.0."))
+    assert block > 0 and not any(r.saved_bytes for r in ckpt.layers if r.name.startswith("blocks.0."))
+    # what stays: the block's input (the checkpoint keeps it to recompute) and its output (the next
+    # block saves it); the rest of what the block saved is no longer live at the peak
+    one = batch * 64 * 4  # the block's input, or its output
+    assert plain.peak_bytes - ckpt.peak_bytes == block - 2 * one
+    assert plain.saved_bytes - ckpt.saved_bytes == block - one  # its output: now saved by the next block
+    # the recomputation stops early, inside the block: the next forward still starts at the model
+    assert next(p for p in ckpt.timeline if p.phase == "forward").layer == ""
+
+
+def test_small_gpt2_with_adamw_within_5_percent_of_torch_profiler():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_embd=128, n_head=4, vocab_size=1000, n_positions=128)
+    model = transformers.GPT2LMHeadModel(config)
+    ids = torch.randint(0, 1000, (4, 64))
+    kwargs = dict(inputs={"input_ids": ids}, train=True, optimizer="adamw", target="cpu",
+                  loss_fn=lambda out: out.logits.float().sum())
+    real = torchprof_lab.memory(model, **kwargs)
+    meta = torchprof_lab.memory(model, device="meta", **kwargs)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step():
+        model(input_ids=ids).logits.float().sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    peak, _, tensor_peak = profiler_peak(step)
+    assert tensor_peak == peak  # no kernel workspace on this model: the whole peak is tensors
+    params = _param_bytes(model)  # the tied lm_head/wte weight once
+    n = len(list(model.parameters()))
+    for m in (real, meta):
+        assert abs(m.peak_bytes - peak) / peak < 0.05
+        assert m.batch_size == 4 and m.by_category["parameters"] == params
+        assert m.by_category["inputs"] == ids.numel() * 8
+        gradients = CATEGORIES.index("gradients")
+        assert max(p.by_category[gradients] for p in m.timeline) == params  # every .grad, before the step
+    assert meta.by_category["optimizer_state"] == 2 * params  # Adam's two fp32 moments
+    assert real.by_category["optimizer_state"] == 2 * params + 4 * n  # + the step scalars, on the CPU
+    assert real.peak_bytes - meta.peak_bytes == 4 * n

@@ -72,6 +72,13 @@ class LayerHooks:
 
         self._handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
 
+    def reset(self) -> None:
+        """Back to no layer running. An activation-checkpointed block recomputed in backward
+        (``torch.utils.checkpoint``, non-reentrant) stops its forward early by raising once the
+        tensors backward needs exist, so its layers' post hooks never run: their names would stay
+        on the stack into the next forward."""
+        del self.stack[1:]
+
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
@@ -112,6 +119,8 @@ class MemoryTracker(TorchDispatchMode):
     def enter(self, phase: str) -> None:
         """The step moves on to ``phase`` (forward, loss, backward, optimizer, zero_grad, setup)."""
         self.phase = phase
+        if phase != "backward":
+            self.layers.reset()
         self.touch()
 
     def touch(self) -> None:
