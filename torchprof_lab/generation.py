@@ -221,7 +221,11 @@ class _Caller:
     def __call__(self, module, ids, cache):
         out = module(input_ids=ids, **{self.cache_kw: cache}, **self.extra)
         returned = getattr(out, "cache", None) if self.cache_kw == "cache" else getattr(out, "past_key_values", None)
-        return out.logits, returned if returned is not None else cache
+        logits = getattr(out, "logits", None)
+        if logits is None:  # BERT, T5 without their LM head: nothing to pick the next token from
+            raise ValueError(f"{type(module).__name__} returns no logits: generation needs a causal LM with a head "
+                             f"(e.g. GPT2LMHeadModel, LlamaForCausalLM)")
+        return logits, returned if returned is not None else cache
 
     def next_token(self, logits: torch.Tensor) -> torch.Tensor:
         scores = logits[:, -1, :]

@@ -170,3 +170,10 @@ def test_cli_meta_count_of_a_causal_lm_matches_the_cpu(capsys):
     assert main(["hf:gpt2", *config, "--no-timing"]) == 0
     cpu = json.loads(capsys.readouterr().out)
     assert meta["macs"] == cpu["macs"] and any("builds its KV cache" in n for n in meta["notes"])
+
+
+def test_generate_with_a_model_without_a_head_is_one_line(capsys):
+    assert main(["hf:bert", "--config", *(f"{k}={v}" for k, v in BERT.items()), "--generate", "--prompt-len", "8",
+                 "--new-tokens", "3", "--min-time", "0.01", "--warmup", "0", "--warmup-time", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "BertModel returns no logits" in err and len(err.strip().splitlines()) == 1
