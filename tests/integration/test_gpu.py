@@ -168,3 +168,15 @@ def test_generation_on_cuda_times_with_cuda_events_and_matches_generate():
 def test_bf16_profile_tokens_of_a_tiny_llama_on_cuda_has_tokens_per_s_and_palm_mfu():
     _llama_bf16_profile_check("cuda", train=True)
     _llama_bf16_profile_check("cuda", train=False)
+
+
+def test_timing_rows_carry_the_measured_cuda_peak_beside_the_prediction():
+    model = torchvision.models.resnet18().cuda()
+    r = torchprof_lab.profile(model, (3, 128, 128), batch_sizes=[8], train=True, optimizer="sgd-momentum",
+                              min_time=0.2, warmup=2, memory=True)
+    row = r.timing.rows[0]
+    assert row.max_memory_allocated is not None and row.max_memory_reserved >= row.max_memory_allocated
+    # the prediction is for a CUDA target; the measured peak also holds cuBLAS/cuDNN workspaces
+    assert r.memory.peak_bytes <= row.max_memory_allocated * 1.15
+    assert row.max_memory_allocated <= r.memory.peak_bytes * 1.5
+    assert "Max allocated" in str(r.timing)

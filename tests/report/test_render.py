@@ -85,3 +85,17 @@ def test_inputs_dict_for_token_models():
     r = torchprof_lab.count(Tokens(), inputs={"input_ids": ids, "attention_mask": torch.ones(3, 7)})
     assert r.batch_size == 3 and r.macs == 3 * 7 * 16 * 2
     assert r.layer("embed").bytes == ids.nbytes + 2 * 3 * 7 * 16 * 4  # rows gathered, not the table
+
+
+def test_measured_cuda_peaks_get_their_columns():
+    from dataclasses import replace
+
+    import torchprof_lab
+    from torch import nn
+
+    b = torchprof_lab.benchmark(nn.Linear(4, 4), (4,), [2], min_time=0.0, min_runs=3, warmup=0, warmup_time=0.0)
+    assert "Max allocated" not in b.to_table()  # a CPU run measures no allocator peak
+    row = replace(b.rows[0], max_memory_allocated=3 * 2 ** 20, max_memory_reserved=20 * 2 ** 20)
+    text = replace(b, rows=(row,)).to_table()
+    assert "Max allocated" in text and "3.0 MiB" in text and "20.0 MiB" in text
+    assert replace(b, rows=(row,)).to_dict()["rows"][0]["max_memory_reserved"] == 20 * 2 ** 20

@@ -169,6 +169,8 @@ def _timing_headers(bench) -> list[str]:
             headers.append("PaLM MFU %" if bench.mode == "train" else "PaLM util %")
     if any(r.power is not None for r in bench.rows):
         headers += ["Mean W", "J/sample", "Min SM MHz", "Max C"]
+    if any(getattr(r, "max_memory_allocated", None) is not None for r in bench.rows):
+        headers += ["Max allocated", "Max reserved"]
     return headers
 
 
@@ -213,6 +215,9 @@ def _timing_parts(bench):
                     f"{p.max_temperature_c:.0f}" if p and p.max_temperature_c else "-"]
             if p and p.throttled:
                 notes.append(f"{_which(r)}: clocks held down ({', '.join(p.throttled)})")
+        if "Max allocated" in headers:
+            row += [binary(r.max_memory_allocated) if r.max_memory_allocated is not None else "-",
+                    binary(r.max_memory_reserved) if r.max_memory_reserved is not None else "-"]
         rows.append(row)
         notes += [f"{_which(r)}: {w}" for w in lat.warnings if not w.startswith("p99")]
         if lat.n < 100:

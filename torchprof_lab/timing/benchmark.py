@@ -176,12 +176,15 @@ def _measure(work, plain, input_shape, inputs, batch, run, clock, quick, counts,
                     step()
                 clock.synchronize()
                 return BenchmarkRow(batch)
+            if run.device.type == "cuda":  # the peak of the timed steps alone, warm-up excluded
+                torch.cuda.reset_peak_memory_stats(run.device)
             with (power() if power else nullcontext()) as sampler:
                 samples = sample(step, clock, min_time=options.min_time, min_runs=options.min_runs,
                                  max_runs=options.max_runs, max_time=options.max_time)
                 latency = LatencyStats.of(samples)
                 repeats = max(1, min(len(samples), int(options.min_time / max(latency.p50, 1e-9)) or 1))
                 per_batch = run_back_to_back(step, clock, repeats)
+            allocated, reserved = _cuda_peaks(run.device)
         if counts is not None:
             with run.autocast_context():
                 flops, nbytes = counts(plain, args, kwargs, batch)
@@ -196,7 +199,16 @@ def _measure(work, plain, input_shape, inputs, batch, run, clock, quick, counts,
         return BenchmarkRow(batch, status="OOM")
     return BenchmarkRow(batch, latency=latency, throughput_batch_s=per_batch, flops_per_batch=flops,
                         bytes_per_batch=nbytes, power=sampler.summary() if sampler else None,
-                        samples_processed=(len(samples) + repeats) * batch if sampler else None)
+                        samples_processed=(len(samples) + repeats) * batch if sampler else None,
+                        max_memory_allocated=allocated, max_memory_reserved=reserved)
+
+
+def _cuda_peaks(device: torch.device) -> tuple[int | None, int | None]:
+    """torch.cuda.max_memory_allocated and max_memory_reserved since the last reset (CUDA only):
+    the measured peak to put beside a memory prediction."""
+    if device.type != "cuda":
+        return None, None
+    return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
 
 
 def _warm_up(step, clock, options) -> None:

@@ -28,6 +28,8 @@ class BenchmarkRow:
     bandwidth_utilisation: float | None = None  # achieved bytes/s / peak bandwidth
     power: object = None  # PowerSummary over the timed window, where NVML could be read
     samples_processed: int | None = None  # samples run while power was sampled
+    max_memory_allocated: int | None = None  # CUDA: torch.cuda.max_memory_allocated over the timed steps
+    max_memory_reserved: int | None = None  # CUDA: the caching allocator's segments at their peak
     tokens_per_sample: int | None = None  # the sequence length of a token model's row (llm.py)
     model_flops_utilisation: float | None = None  # PaLM's model FLOPs x tokens/s / peak (llm.py)
 
@@ -87,7 +89,8 @@ class BenchmarkRow:
                 "utilisation_at_observed_clock": self.utilisation_at_observed_clock,
                 "bandwidth_utilisation": self.bandwidth_utilisation,
                 "power": self.power.to_dict() if self.power is not None else None,
-                "tokens_per_sample": self.tokens_per_sample, "model_flops_utilisation": self.model_flops_utilisation}
+                "tokens_per_sample": self.tokens_per_sample, "model_flops_utilisation": self.model_flops_utilisation,
+                "max_memory_allocated": self.max_memory_allocated, "max_memory_reserved": self.max_memory_reserved}
         for key in ("batches_per_s", "samples_per_s", "tokens_per_s", "throughput_samples_per_s", "achieved_flops",
                     "achieved_bandwidth", "joules_per_sample", "samples_per_joule"):
             data[key] = getattr(self, key)
