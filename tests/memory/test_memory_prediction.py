@@ -172,7 +172,8 @@ def test_emulated_autocast_on_meta_matches_real_cpu_autocast():
 
 
 def test_max_batch_is_the_largest_batch_that_fits():
-    model = torchvision.models.resnet18()
+    model = nn.Sequential(nn.Conv2d(3, 32, 3), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.Flatten(),
+                          nn.Linear(32 * 60 * 60, 10))
     m = torchprof_lab.memory(model, (3, 64, 64), 4, train=True, device="meta")
     budget = 200 * MiB
     best = m.max_batch(budget)
