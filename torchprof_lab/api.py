@@ -105,12 +105,12 @@ def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_si
     profile's dtype; a dict passes ``optimizer``, ``target`` or ``loss_fn`` on to it."""
     if not isinstance(memory, (bool, dict)):
         raise ValueError(f"memory must be True, False or a dict of memory() settings, got {memory!r}")
-    report = _profile(model, input_shape, batch_size, **settings)
+    timed = {k: settings.pop(k) for k in list(settings) if k in TimingOptions.__dataclass_fields__}
+    options = TimingOptions.of(settings.pop("options", None), **timed)  # resolved once, for both steps
+    report = _profile(model, input_shape, batch_size, options=options, **settings)
     if memory is False:
         return report
     extra = dict(memory) if isinstance(memory, dict) else {}
-    options = TimingOptions.of(settings.get("options"), **{k: v for k, v in settings.items()
-                                                           if k in TimingOptions.__dataclass_fields__})
     if options.train and options.optimizer is not None:
         extra.setdefault("optimizer", options.optimizer)
     sizes = settings.get("batch_sizes")

@@ -354,13 +354,8 @@ def _tokens(args, built, mode: str):
         seqs = [128]
     if mode == "count" and len(seqs) > 1:
         raise UsageError(f"counting only (--no-timing or --device meta) takes one sequence length, got {len(seqs)}")
-    notes = list(built.notes)
-    meta = args.device == "meta"
-    if hf and meta:
-        notes.append("on meta the attention mask is left out: transformers reads its values (padding_mask.all()), "
-                     "which meta tensors do not have; an all-ones mask is skipped the same way, so the counts match")
     report = profile_tokens(built.model, seqs, args.batch or [1], vocab_size=args.vocab, config=built.config,
-                            mask=hf and not meta, plain=not hf, notes=notes, timing=mode == "profile",
+                            mask=hf, plain=not hf, notes=built.notes, timing=mode == "profile",
                             device=args.device, strict=args.strict, depth=args.depth, name=built.name,
                             backward=args.backward or args.train, options=_timing_options(args))
     return report, _pictures(args, report)

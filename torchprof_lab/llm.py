@@ -149,10 +149,16 @@ def profile_tokens(model: nn.Module, seq_lens: Sequence[int], batch_sizes: Seque
                              "the vocabulary")
         if decoder is None:
             decoder = bool(getattr(config, "is_encoder_decoder", False))
+    on_meta = str(kwargs.get("device")) == "meta"
+    if on_meta and mask and not plain and inputs is None:
+        mask = False
+        notes = (*notes, "on meta the attention mask is left out: transformers reads its values "
+                         "(padding_mask.all()), which meta tensors do not have; an all-ones mask is skipped the "
+                         "same way, so the counts match")
     # a forward to profile is not generation: no KV cache built (and copied into) on the way;
     # except on meta without a mask, where a model with no cache reads its position ids' values
     # (transformers' packed-sequence check) that meta tensors do not have
-    on_meta = not mask and str(kwargs.get("device")) == "meta"
+    on_meta = on_meta and not mask
     extra = {"use_cache": on_meta} if getattr(config, "use_cache", False) and not plain else None
     if extra and on_meta:
         notes = (*notes, "on meta the model builds its KV cache (use_cache=True): without a cache transformers "

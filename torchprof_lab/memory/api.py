@@ -18,7 +18,8 @@ from torch import nn
 from ..dtypes import label, precision
 from ..inputs import call_args, check_batch_size, check_shape, infer_batch, make_inputs
 from ..model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
-from ..timing.prepare import precision_plan
+from ..optimizers import make_optimizer
+from ..timing.prepare import precision_plan, trainable_outputs
 from ..torch_internals import tree_leaves, tree_map
 from .autocast import TargetKernels
 from .result import CATEGORIES, LayerMemory, MemoryReport, TimelinePoint
@@ -93,36 +94,9 @@ def _target(target, home: torch.device) -> str:
     return kind
 
 
-def _optimizer(spec, params: list, foreach: bool):
-    """(optimizer, its name): as the target runs it by default (foreach on CUDA)."""
-    if spec is None:
-        spec = "sgd"
-    if isinstance(spec, str):
-        key = spec.lower()
-        make = {"sgd": lambda: torch.optim.SGD(params, lr=1e-3, foreach=foreach),
-                "sgd-momentum": lambda: torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=foreach),
-                "adam": lambda: torch.optim.Adam(params, lr=1e-3, foreach=foreach),
-                "adamw": lambda: torch.optim.AdamW(params, lr=1e-3, foreach=foreach)}[key]
-        return make(), key
-    if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
-        try:
-            return spec(params, foreach=foreach), spec.__name__
-        except TypeError:  # an optimizer without the foreach switch
-            return spec(params), spec.__name__
-    if callable(spec):
-        made = spec(params)
-        if not isinstance(made, torch.optim.Optimizer):
-            raise ValueError(f"the optimizer factory returned a {type(made).__name__}, not a torch.optim.Optimizer")
-        return made, type(made).__name__
-    raise ValueError(f"optimizer must be a name, an optimizer class or a factory of the parameters, got {spec!r}")
-
-
 def _default_loss(output) -> torch.Tensor:
-    leaves = [t for t in tree_leaves(output)
-              if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
-    if not leaves:
-        raise ValueError("the model's output has no floating-point tensor that requires grad: nothing to train")
-    return sum(t.float().sum() for t in leaves)
+    """The issue's default loss: the sum of every floating output that requires grad."""
+    return sum(t.float().sum() for t in trainable_outputs(output))
 
 
 def _example(model, input_shape, inputs, batch, device, dtype):
@@ -166,10 +140,10 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
     opt = opt_name = None
     if train:
         params = [p for p in work.parameters() if p.requires_grad]
-        opt, opt_name = _optimizer(optimizer, params, foreach=target == "cuda")
+        opt, opt_name = make_optimizer(optimizer, params, foreach=target == "cuda")
+        foreach = target == "cuda" and getattr(opt, "defaults", {}).get("foreach")
         notes.append(f"optimizer {opt_name}: its state is what its own step created in this run"
-                     + (" (foreach, torch's default on CUDA)" if target == "cuda" and isinstance(optimizer, (str, type))
-                        or target == "cuda" and optimizer is None else ""))
+                     + (" (foreach, torch's default on CUDA)" if foreach else ""))
     if autocast:
         mixed = torch.autocast(run_device.type, dtype=want.dtype) if not meta else TargetKernels(want.dtype, target)
         notes.append(f"{want.name} autocast with fp32 master weights"

@@ -24,7 +24,6 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from ..torch_internals import (TorchDispatchMode, current_autograd_node, get_sequence_nr, safe_softmax,
                                sequence_nr_of, tree_leaves)
 
-CATEGORIES = ("parameters", "buffers", "gradients", "optimizer_state", "activations", "temporary", "inputs")
 _FIXED = {"parameters", "buffers", "inputs"}  # known up front, never re-categorised
 CUDA_BLOCK = 512  # the CUDA caching allocator rounds every request up to a multiple of this
 

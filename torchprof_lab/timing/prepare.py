@@ -127,13 +127,18 @@ def example_batch(input_shape, batch_size: int, run: Plan) -> torch.Tensor:
     return x
 
 
-def _loss(output) -> torch.Tensor:
-    """A cheap scalar from every floating output (the mean), so backward reaches all of them."""
+def trainable_outputs(output) -> list[torch.Tensor]:
+    """The floating outputs that require grad (what a loss can reach); a one-line error if none."""
     leaves = [t for t in tree_leaves(output)
               if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
     if not leaves:
         raise ValueError("the model's output has no floating-point tensor that requires grad: nothing to train")
-    return sum(t.float().mean() for t in leaves)
+    return leaves
+
+
+def _loss(output) -> torch.Tensor:
+    """A cheap scalar from every floating output (the mean), so backward reaches all of them."""
+    return sum(t.float().mean() for t in trainable_outputs(output))
 
 
 def make_step(work: nn.Module, args: tuple, kwargs: dict, run: Plan):
