@@ -41,6 +41,15 @@ def resolve(path: str):
     return obj
 
 
+def test_multi_head_attention_calls_the_functional_global_the_memory_prediction_swaps():
+    forward = torch.nn.functional.multi_head_attention_forward
+    assert "scaled_dot_product_attention" in forward.__code__.co_names
+    assert torch.nn.functional.scaled_dot_product_attention is ti.SDPA
+    with ti.functional_attention_swapped(len), ti.functional_attention_swapped(len):
+        assert torch.nn.functional.scaled_dot_product_attention is len
+    assert torch.nn.functional.scaled_dot_product_attention is ti.SDPA
+
+
 @pytest.mark.parametrize("path", ti.REQUIRED)
 def test_required_symbol_resolves(path):
     assert resolve(path) is not None

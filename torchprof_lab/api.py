@@ -110,6 +110,14 @@ def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_si
     report = _profile(model, input_shape, batch_size, options=options, **settings)
     if memory is False:
         return report
+    return replace(report, memory=profile_memory(model, input_shape, batch_size, memory, options, settings))
+
+
+def profile_memory(model: nn.Module, input_shape, batch_size, memory: bool | dict, options: TimingOptions,
+                   settings: dict):
+    """The memory section of a profile: ``memory()`` of one step at the first batch size, in the
+    profile's mode and dtype (``settings``: profile's other keywords; ``memory`` a dict adds
+    ``memory()`` settings such as ``optimizer``, ``target``, ``loss_fn``)."""
     extra = dict(memory) if isinstance(memory, dict) else {}
     if options.train and options.optimizer is not None:
         extra.setdefault("optimizer", options.optimizer)
@@ -119,8 +127,7 @@ def profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_si
     batch = (sizes[0] if sizes else batch_size) if inputs is None or callable(inputs) else batch_size
     kwargs = dict(inputs=inputs, train=options.train, dtype=None if options.dtype in (None, "tf32") else options.dtype,
                   device="meta" if device is not None and str(device) == "meta" else None, name=settings.get("name"))
-    found = memory_of(model, input_shape, batch, **{**kwargs, **extra})
-    return replace(report, memory=found)
+    return memory_of(model, input_shape, batch, **{**kwargs, **extra})
 
 
 def _profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int | None = None, *,

@@ -1,7 +1,9 @@
-"""A DistributedDataParallel training step timed on every rank of a torch.distributed group.
+"""A data-parallel training step timed on every rank of a torch.distributed group, and with
+``memory=True`` its memory measured on every rank: DistributedDataParallel, or with ``shard=True``
+FSDP2's ``fully_shard`` (parameters, gradients and optimizer state sharded across the ranks).
 
 Call ``ddp_benchmark`` inside an initialised process group (torchrun does that for the CLI's
-``--ddp``); rank 0 gets the report, the other ranks None.
+``--ddp`` and ``--fsdp``); rank 0 gets the report, the other ranks None.
 """
 
 from __future__ import annotations
@@ -17,17 +19,28 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .memory.api import memory_of_parallel_step
+from .memory.result import MemoryReport
+from .memory.tracker import PARALLEL_CATEGORIES
 from .model_state import model_copy
 from .report import render
 from .timing.loop import clock_for, sample
 from .timing.options import TimingOptions
 from .timing.prepare import backend_settings, example_batch, make_step, plan
 from .timing.stats import LatencyStats
+from .torch_internals import fsdp_buffer_ops
 
 
 def allreduce_bytes_per_rank(param_bytes: int, world_size: int) -> float:
     """Bytes each rank sends (and receives) in a ring all-reduce of the gradients: 2(N-1)/N x size."""
     return param_bytes * 2 * (world_size - 1) / world_size
+
+
+def shard_traffic_bytes_per_rank(param_bytes: int, world_size: int) -> float:
+    """Bytes each rank sends in an FSDP2 step: the parameters all-gathered in forward and again in
+    backward, the gradients reduce-scattered, each (N-1)/N x size (a root module's own parameters,
+    kept gathered from forward to backward, are gathered once)."""
+    return param_bytes * 3 * (world_size - 1) / world_size
 
 
 def scaling_efficiency(total_samples_per_s: float, world_size: int, single_samples_per_s: float) -> float:
@@ -43,7 +56,8 @@ class RankRow:
     threads: int
     latency: LatencyStats
     batch_size: int
-    comm_s_per_step: float  # all-reduce launch-to-completion, summed over buckets (overlaps backward)
+    comm_s_per_step: float | None  # DDP: all-reduce launch-to-completion, summed over buckets; FSDP2: None
+    memory: MemoryReport | None = None  # with memory=True: this rank's step, measured by memory's tracker
 
     @property
     def samples_per_s(self) -> float:
@@ -52,7 +66,8 @@ class RankRow:
     def to_dict(self) -> dict:
         return {"rank": self.rank, "host": self.host, "device": self.device, "threads": self.threads,
                 "batch_size": self.batch_size, "latency_s": self.latency.to_dict(with_samples=False),
-                "samples_per_s": self.samples_per_s, "comm_s_per_step": self.comm_s_per_step}
+                "samples_per_s": self.samples_per_s, "comm_s_per_step": self.comm_s_per_step,
+                "memory": None if self.memory is None else self.memory.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class DistributedReport:
     rows: tuple[RankRow, ...] = ()
     dtype: str = "fp32"  # the step's precision ("bf16" with autocast: see autocast)
     autocast: bool = False
+    strategy: str = "ddp"  # "ddp" (replicas, gradients all-reduced) or "fsdp2" (fully_shard)
 
     @property
     def total_samples_per_s(self) -> float:
@@ -84,13 +100,22 @@ class DistributedReport:
     def allreduce_bytes_per_step(self) -> float:
         return allreduce_bytes_per_rank(self.param_bytes, self.world_size)
 
+    @property
+    def comm_bytes_per_step(self) -> float:
+        """Bytes each rank sends per step: DDP's all-reduce, or FSDP2's all-gathers and reduce-scatter."""
+        if self.strategy == "fsdp2":
+            return shard_traffic_bytes_per_rank(self.param_bytes, self.world_size)
+        return self.allreduce_bytes_per_step
+
     def to_dict(self) -> dict:
-        return {"model": self.model, "backend": self.backend, "world_size": self.world_size,
+        return {"model": self.model, "strategy": self.strategy, "backend": self.backend,
+                "world_size": self.world_size,
                 "batch_size_per_rank": self.batch_size_per_rank, "dtype": self.dtype, "autocast": self.autocast,
                 "param_bytes": self.param_bytes,
                 "single_samples_per_s": self.single_samples_per_s, "single_source": self.single_source,
                 "total_samples_per_s": self.total_samples_per_s, "slowest_rank": self.slowest_rank,
-                "scaling_efficiency": self.efficiency, "allreduce_bytes_per_step": self.allreduce_bytes_per_step,
+                "scaling_efficiency": self.efficiency, "comm_bytes_per_step": self.comm_bytes_per_step,
+                "allreduce_bytes_per_step": self.allreduce_bytes_per_step if self.strategy == "ddp" else None,
                 "ranks": [r.to_dict() for r in self.rows]}
 
     def __str__(self) -> str:
@@ -113,6 +138,72 @@ def _timing_hook(record: list):
     return hook
 
 
+def _replicate(work: nn.Module, device: torch.device, local_rank: int) -> DistributedDataParallel:
+    return DistributedDataParallel(work, device_ids=[local_rank] if device.type == "cuda" else None)
+
+
+def fully_shard_children(work: nn.Module, device: torch.device) -> nn.Module:
+    """FSDP2 in place: ``fully_shard`` on each direct child with trainable parameters (one all-gather
+    group each, as torch's examples shard each transformer block), then on the model (the
+    parameters left); returns ``work``, whose parameters are now this rank's DTensor shards."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    for child in work.children():
+        if any(p.requires_grad for p in child.parameters()):
+            fully_shard(child, mesh=mesh)
+    fully_shard(work, mesh=mesh)
+    return work
+
+
+def _recorded_allreduce(tracker):
+    """A DDP comm hook: each bucket's flat buffer is recorded as a communication buffer, then torch's
+    default all-reduce hook runs (the average, as DDP without a hook)."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    def hook(state, bucket):
+        tracker.track(bucket.buffer(), "comm_buffers")
+        return allreduce_hook(state, bucket)
+
+    return hook
+
+
+DDP_MEMORY_NOTE = ("comm_buffers are DDP's gradient buckets (each bucket recorded by a comm hook, then torch's "
+                   "default all-reduce): one more copy of the gradients, as gradient_as_bucket_view=False "
+                   "(DDP's default); DDP allocates them in C++ through the dispatcher, so the tracker sees them "
+                   "as it sees the step; the third step is reported (DDP rebuilds its buckets at the second)")
+FSDP_MEMORY_NOTE = ("FSDP2: parameters, gradients and optimizer state are this rank's shards (a DTensor counted by "
+                    "its local tensor); gathered_parameters are the all-gathered (unsharded) parameters, which "
+                    "FSDP2 allocates and frees by resizing their storage (followed through "
+                    "UntypedStorage.resize_, which no dispatch mode sees); comm_buffers are the flat all-gather "
+                    "and reduce-scatter buffers; the gradients before reduce-scatter count as temporary")
+
+
+def _rank_memory(model: nn.Module, input_shape, batch_size: int, run, device: torch.device, local_rank: int,
+                 sharded: bool, name: str) -> MemoryReport:
+    """This rank's training step measured by memory's tracker, DDP or FSDP2 around the step's copy."""
+    def replicated(work, tracker):
+        ddp = _replicate(work, device, local_rank)
+        ddp.register_comm_hook(None, _recorded_allreduce(tracker))
+        return ddp
+
+    def sharded_copy(work, tracker):
+        gather_in, scatter_in, gather_out = fsdp_buffer_ops()
+        tracker.op_categories = {gather_in: "comm_buffers", scatter_in: "comm_buffers",
+                                 gather_out: "gathered_parameters"}
+        tracker.resizes = True
+        return fully_shard_children(work, device)
+
+    dtype = None if run.precision.tf32 else run.precision.name  # TF32 is a math mode: fp32 bytes
+    report = memory_of_parallel_step(model, input_shape, batch_size, wrap=sharded_copy if sharded else replicated,
+                                     device=device, categories=PARALLEL_CATEGORIES,
+                                     optimizer=run.options.optimizer, dtype=dtype, name=name,
+                                     notes=(FSDP_MEMORY_NOTE if sharded else DDP_MEMORY_NOTE,))
+    gc.collect()  # the measured copy's DDP reducer goes now, not at interpreter exit
+    return report
+
+
 def _steps_everyone_runs(step, clock, min_time: float, min_runs: int) -> int:
     """The same step count on every rank (collectives must match): enough for the slowest rank."""
     per_step = torch.tensor([sum(sample(step, clock, min_runs=3, max_runs=3)) / 3], dtype=torch.float64)
@@ -121,11 +212,16 @@ def _steps_everyone_runs(step, clock, min_time: float, min_runs: int) -> int:
 
 
 def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, options: TimingOptions | None = None,
-                  single_samples_per_s: float | None = None, name: str | None = None,
-                  **settings) -> DistributedReport | None:
+                  single_samples_per_s: float | None = None, name: str | None = None, memory: bool = False,
+                  shard: bool = False, **settings) -> DistributedReport | None:
     """Time the DDP training step (forward, loss, backward with gradient all-reduce, optimizer
     step) on every rank; rank 0 also times the plain step alone (others wait) for the scaling
-    baseline. ``options`` or its fields as keywords, as for benchmark; train is implied."""
+    baseline. ``options`` or its fields as keywords, as for benchmark; train is implied.
+
+    ``shard=True``: the FSDP2 step instead (see ``fully_shard_children``). ``memory=True``: first
+    each rank measures the memory of its step with memory's tracker (``RankRow.memory``): the
+    categories of ``memory()`` plus comm_buffers (DDP's buckets; FSDP2's all-gather and
+    reduce-scatter buffers) and gathered_parameters (FSDP2's unsharded parameters)."""
     options = TimingOptions.of(options, **settings, train=True)
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("ddp_benchmark needs an initialised torch.distributed process group (run under torchrun)")
@@ -135,16 +231,19 @@ def ddp_benchmark(model: nn.Module, input_shape, batch_size: int = 8, *, options
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
     clock = clock_for(device)
     run = plan(model, options, device)
-    work = model_copy(model).to(device)
-    work = (work.to(run.cast_to) if run.cast_to is not None else work).train()
-    x = example_batch(tuple(input_shape), batch_size, run)
+    name = name or type(model).__name__
     with backend_settings(run):  # threads, TF32 and cudnn flags as the run's precision says
-        return _time_ranks(work, x, run, clock, single_samples_per_s, name or type(model).__name__, batch_size,
-                           rank, world, backend, local_rank, device)
+        measured = _rank_memory(model, tuple(input_shape), batch_size, run, device, local_rank, shard, name) \
+            if memory else None
+        work = model_copy(model).to(device)
+        work = (work.to(run.cast_to) if run.cast_to is not None else work).train()
+        x = example_batch(tuple(input_shape), batch_size, run)
+        return _time_ranks(work, x, run, clock, single_samples_per_s, name, batch_size, rank, world, backend,
+                           local_rank, device, shard, measured)
 
 
 def _time_ranks(work, x, run, clock, single_samples_per_s, name, batch_size, rank, world, backend, local_rank,
-                device) -> DistributedReport | None:
+                device, sharded, measured) -> DistributedReport | None:
     min_time, min_runs, warmup = run.options.min_time, run.options.min_runs, run.options.warmup
     source = "given"
     if single_samples_per_s is None:
@@ -159,31 +258,36 @@ def _time_ranks(work, x, run, clock, single_samples_per_s, name, batch_size, ran
             value[0] = batch_size / LatencyStats.of(runs).p50
         dist.broadcast(value, src=0)
         single_samples_per_s = value.item()
-    ddp = DistributedDataParallel(work, device_ids=[local_rank] if device.type == "cuda" else None)
+    param_bytes = sum(p.numel() * p.element_size() for p in work.parameters() if p.requires_grad)
     comm: list[float] = []
-    ddp.register_comm_hook(None, _timing_hook(comm))
-    step = make_step(ddp, (x,), {}, run)
+    if sharded:
+        stepped = fully_shard_children(work, device)
+    else:
+        stepped = _replicate(work, device, local_rank)
+        stepped.register_comm_hook(None, _timing_hook(comm))
+    step = make_step(stepped, (x,), {}, run)
     for _ in range(warmup):
         step()
     steps = _steps_everyone_runs(step, clock, min_time, min_runs)
     comm.clear()
     samples = sample(step, clock, min_runs=steps, max_runs=steps)
     row = RankRow(rank, os.uname().nodename, str(device), torch.get_num_threads(), LatencyStats.of(samples),
-                  batch_size, sum(comm) / steps)
+                  batch_size, None if sharded else sum(comm) / steps, measured)
     gathered = [None] * world if rank == 0 else None
     dist.gather_object(row, gathered, dst=0)
     if rank != 0:
         return None
-    param_bytes = sum(p.numel() * p.element_size() for p in work.parameters() if p.requires_grad)
     return DistributedReport(name, backend, world, batch_size, param_bytes, single_samples_per_s, source,
-                             tuple(sorted(gathered, key=lambda r: r.rank)), run.precision.name, run.autocast)
+                             tuple(sorted(gathered, key=lambda r: r.rank)), run.precision.name, run.autocast,
+                             "fsdp2" if sharded else "ddp")
 
 
 def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool = False,
                        threads: int | None = None, **options) -> DistributedReport | None:
     """One rank of a torchrun job: split the CPU threads between local ranks, join the process
-    group (NCCL with cuda, else gloo), time ``build_model()`` with ddp_benchmark, leave the group.
-    Raises ValueError when not started by torchrun."""
+    group (NCCL with cuda, else gloo), time ``build_model()`` with ddp_benchmark (``options``:
+    its keywords, memory and shard included), leave the group. Raises ValueError when not started
+    by torchrun."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ValueError("not started by torchrun (no RANK/WORLD_SIZE)")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))

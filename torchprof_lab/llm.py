@@ -15,13 +15,16 @@ joins the rows (one per (batch, sequence length)), each knowing its tokens per s
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from .api import profile
+from .api import profile, profile_memory
+from .timing.options import TimingOptions
 from .result import ProfileReport
 
 _LAYERS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
@@ -155,28 +158,86 @@ def profile_tokens(model: nn.Module, seq_lens: Sequence[int], batch_sizes: Seque
         notes = (*notes, "on meta the attention mask is left out: transformers reads its values "
                          "(padding_mask.all()), which meta tensors do not have; an all-ones mask is skipped the "
                          "same way, so the counts match")
-    # a forward to profile is not generation: no KV cache built (and copied into) on the way;
-    # except on meta without a mask, where a model with no cache reads its position ids' values
-    # (transformers' packed-sequence check) that meta tensors do not have
-    on_meta = on_meta and not mask
-    extra = {"use_cache": on_meta} if getattr(config, "use_cache", False) and not plain else None
-    if extra and on_meta:
-        notes = (*notes, "on meta the model builds its KV cache (use_cache=True): without a cache transformers "
-                         "reads the position ids' values, which meta tensors lack; the cache adds bytes, not FLOPs: its "
-                         "writes are data movement")
     if len(seq_lens) > 1 and not kwargs.get("timing", True):
         raise ValueError(f"counting only takes one sequence length, got {len(seq_lens)}")
+    memory = kwargs.pop("memory", False)
     reports = []
-    for seq in seq_lens:
-        make = ((lambda b, s=seq: inputs(b, s)) if inputs is not None
-                else token_inputs(vocab_size, seq, mask=mask, decoder=decoder, plain=plain, extra=extra))
-        reports.append(per_token(profile(model, batch_sizes=batch_sizes, inputs=make, **kwargs), seq,
-                                 config=config))
+    with unpacked_sequences_on_meta():
+        for seq in seq_lens:
+            make = ((lambda b, s=seq: inputs(b, s)) if inputs is not None
+                    else token_inputs(vocab_size, seq, mask=mask, decoder=decoder, plain=plain))
+            reports.append(per_token(profile(model, batch_sizes=batch_sizes, inputs=make, **kwargs), seq,
+                                     config=config))
     first = reports[0]
+    if memory is not False:
+        first = replace(first, memory=_token_memory(model, memory, seq_lens[0], batch_sizes, kwargs,
+                                                    inputs=inputs, vocab_size=vocab_size, decoder=decoder,
+                                                    plain=plain))
+        notes = (*notes, "memory: the token ids without an attention mask (an all-ones mask is skipped by "
+                         "transformers the same way; the mask's own B x T x 8 bytes are left out)") \
+            if inputs is None and not plain else notes
     if first.timing is not None:
         rows = tuple(row for r in reports if r.timing is not None for row in r.timing.rows)
         first = replace(first, timing=replace(first.timing, rows=rows, input=_sweep_label(seq_lens)))
     return replace(first, notes=(*first.notes, *notes)) if notes else first
+
+
+def _token_memory(model, memory, seq: int, batch_sizes, kwargs, *, inputs, vocab_size, decoder, plain):
+    """The profile's memory section for the first (batch, sequence length); the ids carry no mask, so
+    the same inputs serve a real run and the meta predictions of ``max_batch``."""
+    make = ((lambda b: inputs(b, seq)) if inputs is not None
+            else token_inputs(vocab_size, seq, mask=False, decoder=decoder, plain=plain))
+    settings = {k: v for k, v in kwargs.items() if k not in TimingOptions.__dataclass_fields__ and k != "options"}
+    timed = {k: v for k, v in kwargs.items() if k in TimingOptions.__dataclass_fields__}
+    options = TimingOptions.of(kwargs.get("options"), **timed)
+    with unpacked_sequences_on_meta():
+        found = profile_memory(model, None, None, memory, options,
+                               {**settings, "inputs": make, "batch_sizes": batch_sizes})
+    if found.predictor is None:
+        return found
+    predict = found.predictor
+
+    def predictor(batch: int) -> int:
+        with unpacked_sequences_on_meta():
+            return predict(batch)
+
+    return replace(found, predictor=predictor)
+
+
+_PATCH_LOCK = threading.Lock()
+_PATCH_DEPTH = [0]
+
+
+@contextlib.contextmanager
+def unpacked_sequences_on_meta():
+    """transformers' check for packed sequences (``masking_utils.find_packed_sequence_indices``, run
+    when a causal LM has no mask and no cache) reads the position ids' values, which meta tensors
+    lack. The token ids made here hold one sequence per row (positions 0..T-1): on meta the check
+    answers "not packed", as it would on the CPU; real tensors go to transformers' own check."""
+    try:
+        from transformers import masking_utils
+    except ImportError:  # no transformers: nothing to patch
+        yield
+        return
+    with _PATCH_LOCK:
+        _PATCH_DEPTH[0] += 1
+        if _PATCH_DEPTH[0] == 1:
+            original = masking_utils.find_packed_sequence_indices
+
+            def find_packed_sequence_indices(position_ids):
+                if isinstance(position_ids, torch.Tensor) and position_ids.device.type == "meta":
+                    return None
+                return original(position_ids)
+
+            find_packed_sequence_indices.original = original
+            masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
+    try:
+        yield
+    finally:
+        with _PATCH_LOCK:
+            _PATCH_DEPTH[0] -= 1
+            if _PATCH_DEPTH[0] == 0:
+                masking_utils.find_packed_sequence_indices = masking_utils.find_packed_sequence_indices.original
 
 
 def per_token(report: ProfileReport, seq_len: int, *, config=None) -> ProfileReport:

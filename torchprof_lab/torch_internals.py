@@ -8,6 +8,8 @@ torch release moves one of these, this file (and ``REQUIRED``, which
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -62,6 +64,31 @@ foreach_copy_ = torch._foreach_copy_
 flash_attention_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
 efficient_attention = torch.ops.aten._scaled_dot_product_efficient_attention.default
 safe_softmax = torch.ops.aten._safe_softmax.default
+
+# nn.MultiheadAttention's F.multi_head_attention_forward calls torch.nn.functional's module global
+# ``scaled_dot_product_attention``; a function mode sees that forward whole (modes are off inside a
+# function they handle), so a meta prediction following the target's attention swaps the global.
+# While any swap is on, the global is ``replacement``; nested and concurrent swaps count, so the
+# last one out puts torch's own function back. The test checks the forward still calls the global.
+SDPA = torch.nn.functional.scaled_dot_product_attention
+_SWAPS = [0]
+_SWAP_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def functional_attention_swapped(replacement) -> Iterator[None]:
+    functional = torch.nn.functional
+    with _SWAP_LOCK:
+        _SWAPS[0] += 1
+        if _SWAPS[0] == 1:
+            functional.scaled_dot_product_attention = replacement
+    try:
+        yield
+    finally:
+        with _SWAP_LOCK:
+            _SWAPS[0] -= 1
+            if _SWAPS[0] == 0:
+                functional.scaled_dot_product_attention = SDPA
 
 
 # ---------------------------------------------------------------------- the profiler's memory timeline
@@ -141,6 +168,17 @@ def uncompiled_name(name: str) -> str:
     return name.removeprefix(COMPILED_PREFIX + ".").removeprefix(COMPILED_PREFIX)
 
 
+# ---------------------------------------------------------------------- FSDP2 (distributed.py's memory)
+def fsdp_buffer_ops() -> tuple:
+    """FSDP2's own ops (``torch.ops.fsdp``, registered when torch.distributed.fsdp is imported):
+    ``all_gather_copy_in`` returns the flat all-gather buffer, ``chunk_cat`` fills the flat
+    reduce-scatter input (``out=``), ``split_with_sizes_copy`` fills the unsharded parameters (``out=``)."""
+    import torch.distributed.fsdp  # noqa: F401  registers the ops
+
+    ops = torch.ops.fsdp
+    return ops.all_gather_copy_in.default, ops.chunk_cat.default, ops.split_with_sizes_copy.default
+
+
 # ---------------------------------------------------------------------- the contract
 # Every private name above as a dotted path: importable module, then attributes. Instance
 # attributes are named on their class (the test resolves them on an instance).
@@ -165,10 +203,15 @@ REQUIRED = (
     "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
     "torch.ops.aten._scaled_dot_product_efficient_attention",
     "torch.ops.aten._safe_softmax",
+    "torch.nn.functional.multi_head_attention_forward",
     "torch.profiler._memory_profiler.MemoryProfileTimeline",
     "torch.profiler._memory_profiler.TensorKey",
     "torch.profiler._memory_profiler.Action",
     "torch.profiler.profiler.profile._memory_profile",
+    # FSDP2's ops, reached through the private module that registers them
+    "torch.distributed.fsdp._fully_shard._fsdp_collectives.torch.ops.fsdp.all_gather_copy_in",
+    "torch.distributed.fsdp._fully_shard._fsdp_collectives.torch.ops.fsdp.chunk_cat",
+    "torch.distributed.fsdp._fully_shard._fsdp_collectives.torch.ops.fsdp.split_with_sizes_copy",
 )
 
 __all__ = [
@@ -176,5 +219,5 @@ __all__ = [
     "can_decompose", "decompose", "get_sequence_nr", "current_autograd_node", "sequence_nr_of",
     "foreach_copy_", "own_parameters", "own_buffers", "module_containers", "child_modules", "COMPILED_PREFIX",
     "uncompiled", "uncompiled_name", "profiler_allocations", "flash_attention_cpu",
-    "efficient_attention", "safe_softmax", "REQUIRED",
+    "efficient_attention", "safe_softmax", "fsdp_buffer_ops", "SDPA", "functional_attention_swapped", "REQUIRED",
 ]

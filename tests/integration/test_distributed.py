@@ -1,4 +1,4 @@
-"""DDP on torch.distributed for real: 2 gloo processes on loopback under torchrun."""
+"""DDP and FSDP2 on torch.distributed for real: 2 gloo processes on loopback under torchrun."""
 
 import json
 import os
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import ddp_models  # the factories the ranks build (tests/ is on sys.path: conftest.py)
+from torchprof_lab import memory
 from torchprof_lab.cli import main
-from torchprof_lab.distributed import allreduce_bytes_per_rank, scaling_efficiency
+from torchprof_lab.distributed import allreduce_bytes_per_rank, scaling_efficiency, shard_traffic_bytes_per_rank
 
 TESTS = Path(__file__).parents[1]
 
@@ -27,11 +29,13 @@ def test_arithmetic():
     assert allreduce_bytes_per_rank(100, 4) == 150
     assert allreduce_bytes_per_rank(100, 1) == 0
     assert scaling_efficiency(180, 2, 100) == 0.9
+    assert shard_traffic_bytes_per_rank(100, 2) == 150
+    assert shard_traffic_bytes_per_rank(100, 4) == 225
 
 
 def test_two_gloo_ranks_gathered_on_rank_0():
     result = torchrun("ddp_models:tiny", "--input-shape", "3,16,16", "--batch", "4", "--train", "--ddp",
-                      "--min-time", "0.2", "--warmup", "1", "--format", "json")
+                      "--memory", "--optimizer", "adam", "--min-time", "0.2", "--warmup", "1", "--format", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     start = result.stdout.index("{")
     data = json.loads(result.stdout[start:])  # only rank 0 prints: exactly one report
@@ -48,6 +52,51 @@ def test_two_gloo_ranks_gathered_on_rank_0():
     params = (3 * 8 * 9 + 8) + (8 * 10 + 10)
     assert data["param_bytes"] == params * 4
     assert data["allreduce_bytes_per_step"] == pytest.approx(params * 4 * 2 * (2 - 1) / 2)
+    assert data["strategy"] == "ddp" and data["comm_bytes_per_step"] == data["allreduce_bytes_per_step"]
+
+    # each rank's memory: the single process's step plus DDP's gradient buckets, one copy of the gradients
+    size = params * 4
+    alone = memory(ddp_models.tiny(), (3, 16, 16), 4, train=True, optimizer="adam")  # measured on the CPU
+    predicted = memory(ddp_models.tiny(), (3, 16, 16), 4, train=True, optimizer="adam", device="meta", target="cpu")
+    for r in ranks:
+        m = r["memory"]
+        assert m["device"] == "cpu" and m["optimizer"] == "adam" and m["batch_size"] == 4
+        assert m["by_category"]["comm_buffers"] == size  # the buckets
+        assert m["by_category"]["gathered_parameters"] == 0
+        assert m["by_category"]["parameters"] == size
+        assert m["largest_by_category"]["gradients"] == size  # every gradient, as without DDP
+        assert m["by_category"]["optimizer_state"] == 2 * size + 4 * 4  # Adam's two moments, 4 step counters
+        assert m["peak_bytes"] == alone.peak_bytes + size and m["peak_at"] == alone.peak_at
+        assert {c: v for c, v in m["by_category"].items() if c not in ("comm_buffers", "gathered_parameters")} == \
+            alone.by_category
+        # the meta prediction has no step counters: Adam keeps them on the CPU, outside a GPU's memory
+        assert m["peak_bytes"] == predicted.peak_bytes + size + 4 * 4
+
+
+def test_fsdp2_shards_parameters_gradients_and_adam_state():
+    result = torchrun("ddp_models:mlp", "--input-shape", "64", "--batch", "4", "--train", "--fsdp", "--memory",
+                      "--optimizer", "adam", "--min-time", "0.1", "--warmup", "1", "--format", "json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert data["strategy"] == "fsdp2" and data["world_size"] == 2 and data["allreduce_bytes_per_step"] is None
+    layers = [(64, 256), (256, 256), (256, 64)]
+    size = sum(i * o + o for i, o in layers) * 4
+    assert data["param_bytes"] == size
+    assert data["comm_bytes_per_step"] == pytest.approx(size * 3 / 2)
+    largest_layer = (256 * 256 + 256) * 4
+    alone = memory(ddp_models.mlp(), (64,), 4, train=True, optimizer="adam")
+    assert [r["rank"] for r in data["ranks"]] == [0, 1]
+    for r in data["ranks"]:
+        assert r["comm_s_per_step"] is None
+        m, most = r["memory"], r["memory"]["largest_by_category"]
+        assert m["by_category"]["parameters"] == size // 2  # each rank holds half of every weight and bias
+        assert most["gradients"] == size // 2  # reduce-scattered: half of every gradient
+        assert m["by_category"]["optimizer_state"] == 2 * (size // 2) + 6 * 4  # Adam's moments, sharded alike
+        # one layer unsharded at a time, each its own fully_shard group: the largest is the middle one
+        assert most["gathered_parameters"] == largest_layer
+        # its flat all-gather buffer, while the first layer's is still held (freed at the next all-gather)
+        assert most["comm_buffers"] == largest_layer + (64 * 256 + 256) * 4
+        assert m["peak_bytes"] == sum(m["by_category"].values()) < alone.peak_bytes
 
 
 def test_a_failing_rank_fails_the_command_cleanly():
@@ -63,6 +112,13 @@ def test_a_failing_rank_fails_the_command_cleanly():
 def test_ddp_needs_torchrun_and_train(capsys):
     assert main(["resnet18", "--ddp"]) == 2
     assert "--train" in capsys.readouterr().err
+    assert main(["resnet18", "--fsdp", "--memory"]) == 2
+    assert "--fsdp times a training step: add --train" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["resnet18", "--ddp", "--fsdp", "--train"])
+    assert "--ddp and --fsdp are two strategies" in capsys.readouterr().err
+    assert main(["resnet18", "--fsdp", "--train", "--sweep"]) == 2  # errors name the flag given
+    assert capsys.readouterr().err.strip() == "torchprof_lab: error: --sweep does not apply to --fsdp"
     env = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE") if k in os.environ}
     try:
         assert main(["resnet18", "--ddp", "--train"]) == 2

@@ -165,11 +165,13 @@ def test_without_transformers_one_line_says_what_to_install(monkeypatch):
 
 def test_cli_meta_count_of_a_causal_lm_matches_the_cpu(capsys):
     config = ["--config", "n_layer=2", "n_embd=64", "n_head=2", "--seq-len", "16", "--format", "json"]
-    assert main(["hf:gpt2", *config, "--device", "meta"]) == 0  # no cache: transformers would read position ids
+    assert main(["hf:gpt2", *config, "--device", "meta"]) == 0  # transformers' packed-sequence check answered on meta
     meta = json.loads(capsys.readouterr().out)
     assert main(["hf:gpt2", *config, "--no-timing"]) == 0
     cpu = json.loads(capsys.readouterr().out)
-    assert meta["macs"] == cpu["macs"] and any("builds its KV cache" in n for n in meta["notes"])
+    assert meta["macs"] == cpu["macs"] and not any("KV cache" in n for n in meta["notes"])
+    from transformers import masking_utils
+    assert not hasattr(masking_utils.find_packed_sequence_indices, "original")  # transformers' own function again
 
 
 def test_generate_with_a_model_without_a_head_is_one_line(capsys):
@@ -177,3 +179,22 @@ def test_generate_with_a_model_without_a_head_is_one_line(capsys):
                  "--new-tokens", "3", "--min-time", "0.01", "--warmup", "0", "--warmup-time", "0"]) == 2
     err = capsys.readouterr().err
     assert "BertModel returns no logits" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_memory_and_fit_of_a_token_model(capsys):
+    """--memory and --fit take token models: the ids without a mask, on meta for --fit (a CUDA target)."""
+    config = ["--config", "n_layer=2", "n_embd=64", "n_head=2", "--seq-len", "16", "--batch", "2"]
+    step = ["--train", "--optimizer", "adamw", "--memory", "--format", "json"]
+    assert main(["hf:gpt2", *config, "--no-timing", *step]) == 0
+    cpu = json.loads(capsys.readouterr().out)
+    assert main(["hf:gpt2", *config, "--no-timing", *step, "--fit", "1GiB"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    params = build_model("hf:gpt2", config={"n_layer": 2, "n_embd": 64, "n_head": 2}).model
+    param_bytes = sum(p.numel() * 4 for p in params.parameters())
+    assert cpu["memory"]["device"] == "cpu" and cpu["memory"]["inputs"] == "(2, 16) int64"
+    assert cpu["memory"]["by_category"]["parameters"] == param_bytes
+    assert cpu["memory"]["by_category"]["optimizer_state"] == 2 * param_bytes + 4 * len(list(params.parameters()))
+    assert fit["memory"]["device"] == "meta" and fit["memory"]["target"] == "cuda"
+    largest = fit["memory"]["fit"]["largest_batch"]
+    assert fit["memory"]["fit"]["bytes"] == 2**30 and largest > 2
+    assert any("without an attention mask" in n for n in fit["notes"])

@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 import torchprof_lab
+from torchprof_lab import torch_internals as ti
 from torchprof_lab.cli import main
 from torchprof_lab.memory.result import CATEGORIES
 
@@ -96,6 +97,11 @@ def test_small_vit_adamw_within_5_percent_of_the_profilers_tensors(vit_train):
     n = len(list(model.parameters()))
     assert predicted.by_category["optimizer_state"] == 2 * params  # Adam's two fp32 moments
     assert measured.by_category["optimizer_state"] == 2 * params + 4 * n  # + the step scalars, on the CPU
+    # nn.MultiheadAttention's attention follows the CPU's flash kernel on meta too: the same step
+    assert measured.peak_bytes - 4 * n <= predicted.peak_bytes <= measured.peak_bytes
+    assert predicted.saved_bytes == measured.saved_bytes
+    assert not any("math path" in note for note in predicted.notes)
+    assert torch.nn.functional.scaled_dot_product_attention is ti.SDPA  # torch's own function put back
 
 
 def test_saved_bytes_per_layer_match_saved_tensors_hooks():
@@ -335,3 +341,11 @@ def test_small_gpt2_with_adamw_within_5_percent_of_torch_profiler():
     assert meta.by_category["optimizer_state"] == 2 * params  # Adam's two fp32 moments
     assert real.by_category["optimizer_state"] == 2 * params + 4 * n  # + the step scalars, on the CPU
     assert real.peak_bytes - meta.peak_bytes == 4 * n
+    # GPT-2's attention dropout: the CPU runs the math path too (predicted as such, not "over-predicted");
+    # CUDA's memory-efficient kernel takes the dropout and keeps less for backward
+    dropout = "scaled_dot_product_attention with dropout (4 calls) takes the math path on the CPU too"  # 2 layers x 2 steps
+    assert any(n.startswith(dropout) for n in meta.notes)
+    assert not any("over-predicted" in n for n in meta.notes)
+    cuda = torchprof_lab.memory(model, **{**kwargs, "target": "cuda"}, device="meta")
+    assert any("(4 calls) predicted with the target's fused kernel" in n for n in cuda.notes)
+    assert cuda.saved_bytes < meta.saved_bytes

@@ -85,6 +85,30 @@ def memory(model: nn.Module, input_shape: Sequence[int] | None = None, batch_siz
     return replace(report, predictor=None if fixed else predictor)
 
 
+def memory_of_parallel_step(model: nn.Module, input_shape: Sequence[int], batch_size: int, *, wrap, device,
+                            categories: tuple[str, ...], optimizer=None, dtype=None, name: str | None = None,
+                            notes: tuple[str, ...] = ()) -> MemoryReport:
+    """The measured memory of one training step of ``model`` on this rank, run through
+    ``wrap(copy, tracker) -> module`` (``distributed.py`` builds DistributedDataParallel or FSDP2's
+    ``fully_shard`` around the step's copy and names its buffers' categories with the tracker).
+
+    The same tracker and step as ``memory(train=True)`` on a real device, on ``device`` (the rank's),
+    with ``categories`` beside the usual ones; two steps run unreported (the first makes the optimizer
+    state, the second is where DDP rebuilds its buckets in the order gradients arrived) and the
+    third is reported. No timeline and no predictor: the report travels between ranks."""
+    check_shape(input_shape)
+    check_batch_size(batch_size)
+    want_dtype = None if dtype is None else precision(dtype, allowed=MEMORY_PRECISIONS).name
+    device = check_device(device)
+    with model_lock(model), rng_restored():
+        want, cast, autocast = precision_plan(floating_dtype(model), want_dtype, True)
+        report = _run(model=model, input_shape=input_shape, inputs=None, batch=batch_size, train=True,
+                      optimizer=optimizer, loss_fn=None, want=want, cast=cast, autocast=autocast,
+                      target=device.type, name=name or type(model).__name__, run_device=device, timeline=False,
+                      wrap=wrap, warm_steps=2, categories=CATEGORIES + tuple(categories))
+    return replace(report, notes=report.notes + tuple(notes))
+
+
 def _target(target, home: torch.device) -> str:
     if target is None:
         return "cuda" if home.type in ("meta", "cuda") else home.type
@@ -116,12 +140,15 @@ def _example(model, input_shape, inputs, batch, device, dtype):
 
 
 def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, cast, autocast, target, name,
-         run_device: torch.device, timeline: bool = True) -> MemoryReport:
+         run_device: torch.device, timeline: bool = True, wrap=None, warm_steps: int = 1,
+         categories: tuple[str, ...] = CATEGORIES) -> MemoryReport:
     meta = run_device.type == "meta"
     if meta:
         work = model_copy(model, meta=True, cast=cast)
     else:
         work = model_copy(model)
+        if model_device(work) != run_device:  # a rank's own GPU (memory_of_parallel_step)
+            work = work.to(run_device)
         if cast is not None:
             work = work.to(cast)
     work.train(train)
@@ -130,6 +157,7 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
                                                 cast or floating_dtype(work))
     hooks = LayerHooks(names)
     tracker = MemoryTracker(run_device.type, hooks, block=CUDA_BLOCK if target == "cuda" else 1)
+    run = work if wrap is None else wrap(work, tracker)  # DDP or FSDP2 around the copy (sharded in place)
     for p in work.parameters():
         tracker.track(p, "parameters")
     for b in work.buffers():
@@ -155,7 +183,7 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
     def step():
         tracker.enter("forward")
         with mixed if mixed is not None else nullcontext():
-            out = work(*args, **kwargs)
+            out = run(*args, **kwargs)
             tracker.enter("loss")
             loss = loss_of(out)
             del out
@@ -186,13 +214,15 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
     try:
         with tracker, torch.autograd.graph.saved_tensors_hooks(tracker.pack, tracker.unpack):
             if train:
-                step()
+                for _ in range(warm_steps):
+                    step()
                 tracker.mark()
                 step()
             else:
                 tracker.mark()
                 infer()
-        report = _analyse(tracker, work, names, timeline=timeline)
+        report = _analyse(tracker, work, names, timeline=timeline, categories=categories,
+                          largest=wrap is not None)
     finally:
         hooks.detach()
         tracker.live.clear()  # later frees (the copy going away) are not part of the step
@@ -200,11 +230,13 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
         notes.append(f"scaled_dot_product_attention ({mixed.fused} calls) predicted with the target's fused kernel: "
                      + ("memory-efficient attention, which keeps the output and the log-sum-exp as flash attention "
                         "does" if target == "cuda" else "the CPU flash kernel"))
-    if meta and tracker.math_attention:
-        notes.append("some attention ran the math path on meta (inside a function seen whole, such as "
-                     "nn.MultiheadAttention's, or with a mask or dropout): it keeps the attention probabilities "
-                     "for backward, where the target's fused kernels keep only the log-sum-exp; those layers are "
-                     "over-predicted")
+    if meta and mixed.target_math:
+        notes.append(f"scaled_dot_product_attention with dropout ({mixed.target_math} calls) takes the math path on "
+                     "the CPU too (its flash kernel has no dropout): predicted as such, the probabilities kept")
+    if meta and (mixed.unfused or (tracker.math_attention and not mixed.target_math)):
+        notes.append("some attention ran the math path on meta (grouped-query attention, or inside a function "
+                     "seen whole): it keeps the attention probabilities for backward, where the target's fused "
+                     "kernels keep only the log-sum-exp; those layers are over-predicted")
     if target == "cuda":
         notes.append("CUDA allocator: every allocation rounded up to 512 bytes; segments (2 MiB / 20 MiB), "
                      "the CUDA context and cuBLAS/cuDNN workspaces are not included")
@@ -220,27 +252,32 @@ def _ancestors(name: str) -> list[str]:
     return ["", *(".".join(parts[:i]) for i in range(1, len(parts) + 1))]
 
 
-def _analyse(tracker: MemoryTracker, work: nn.Module, names: dict, *, timeline: bool) -> dict:
-    """Replay the events: the peak of the reported part, bytes by category there, per-layer figures."""
-    index = {c: i for i, c in enumerate(CATEGORIES)}
-    totals = [0] * len(CATEGORIES)
+def _analyse(tracker: MemoryTracker, work: nn.Module, names: dict, *, timeline: bool,
+             categories: tuple[str, ...] = CATEGORIES, largest: bool = False) -> dict:
+    """Replay the events: the peak of the reported part, bytes by category there, per-layer figures
+    (and with ``largest`` the most each category held at any moment of the reported part)."""
+    index = {c: i for i, c in enumerate(categories)}
+    totals = [0] * len(categories)
     total = 0
     events = tracker.events
-    for record, sign, _, _ in events[:tracker.start]:
-        totals[index[record.category]] += sign * record.nbytes
-        total += sign * record.nbytes
+    for record, delta, _, _ in events[:tracker.start]:
+        totals[index[record.category]] += delta
+        total += delta
     peak, peak_totals, peak_where = total, tuple(totals), ("setup", "")
+    most = list(totals)
     points = []
     fwd: dict[str, int] = {}
     bwd: dict[str, int] = {}
     ancestors_of: dict[str, list[str]] = {}
-    for i, (record, sign, phase, layer) in enumerate(events[tracker.start:]):
-        totals[index[record.category]] += sign * record.nbytes
-        total += sign * record.nbytes
+    for i, (record, delta, phase, layer) in enumerate(events[tracker.start:]):
+        totals[index[record.category]] += delta
+        total += delta
         if timeline:
             points.append(TimelinePoint(i, phase, layer, total, tuple(totals)))
         if total > peak:
             peak, peak_totals, peak_where = total, tuple(totals), (phase, layer)
+        if largest and delta > 0 and totals[index[record.category]] > most[index[record.category]]:
+            most[index[record.category]] = totals[index[record.category]]
         if phase in ("forward", "backward"):
             table = fwd if phase == "forward" else bwd
             chain = ancestors_of.get(layer)
@@ -257,5 +294,6 @@ def _analyse(tracker: MemoryTracker, work: nn.Module, names: dict, *, timeline: 
     where = {"forward": f"{layer or 'the model'} forward", "backward": f"{layer or 'the model'} backward",
              "optimizer": "optimizer step", "loss": "loss", "zero_grad": "zero_grad",
              "setup": "before the step"}[phase]
-    return {"peak_bytes": peak, "by_category": dict(zip(CATEGORIES, peak_totals)), "peak_at": where,
-            "layers": layers, "timeline": tuple(points)}
+    return {"peak_bytes": peak, "by_category": dict(zip(categories, peak_totals)), "peak_at": where,
+            "layers": layers, "timeline": tuple(points), **({"largest_by_category": dict(zip(categories, most))}
+                                                          if largest else {})}

@@ -10,26 +10,42 @@ parameter are cached for the step as autocast caches them.
 On meta, ``scaled_dot_product_attention`` would take its math path (the attention probabilities
 kept for backward); the same mode sends it to the fused kernel the target runs instead.
 
-Limit: a function that dispatches as one torch function and calls these ops inside it
-(``F.multi_head_attention_forward``, which ``nn.MultiheadAttention`` uses) is seen whole: the ops
-inside it run in the precision of its arguments and attention on the math path.
+A function that dispatches as one torch function is seen whole by the mode (modes are off inside
+it). ``F.multi_head_attention_forward``, which ``nn.MultiheadAttention`` uses, calls the module
+global ``F.scaled_dot_product_attention``: while the mode runs, that global is a function that
+sends calls made inside a whole-seen function to the same fused kernel. Limit: the other ops inside
+such a function (its projections) run in the precision of its arguments, not autocast's.
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ..torch_internals import efficient_attention, flash_attention_cpu
+from ..torch_internals import SDPA, efficient_attention, flash_attention_cpu, functional_attention_swapped
 
 LOW = {F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
        torch.bmm, torch.Tensor.bmm, torch.addmm, torch.baddbmm, torch.conv1d, torch.conv2d, torch.conv3d,
-       torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d, F.scaled_dot_product_attention,
+       torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d, SDPA,
        torch.prelu}
 FP32 = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, torch.Tensor.softmax, torch.Tensor.log_softmax,
         F.layer_norm, torch.layer_norm, F.group_norm, torch.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss,
         F.binary_cross_entropy_with_logits}
+
+
+_CURRENT = threading.local()  # the TargetKernels mode this thread runs, for attention seen inside a function
+
+
+def _attention_global(*args, **kwargs):
+    """F.scaled_dot_product_attention while a TargetKernels runs: a call the mode cannot see (inside
+    a function it handles whole) goes to the mode's kernel choice; any other call, to torch's."""
+    mode = getattr(_CURRENT, "mode", None)
+    if mode is not None and mode.inside:
+        return mode.attend(args, kwargs)
+    return SDPA(*args, **kwargs)
 
 
 class TargetKernels(TorchFunctionMode):
@@ -45,7 +61,26 @@ class TargetKernels(TorchFunctionMode):
         self.attention = attention
         self.cache: dict[int, torch.Tensor] = {}
         self.fused = 0  # attention calls sent to the fused kernel
-        self.unfused = 0  # attention calls left on the math path (a mask on CUDA, dropout, GQA)
+        self.unfused = 0  # attention calls left on the math path where the target fuses (GQA, not 4-D)
+        self.target_math = 0  # attention calls the target itself runs on the math path (dropout on a CPU)
+        self.inside = 0  # > 0 while a function the mode handles whole runs
+        self._swap = None
+
+    def __enter__(self):
+        if self.attention is not None:
+            self._swap = functional_attention_swapped(_attention_global)
+            self._swap.__enter__()
+            _CURRENT.mode = self
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            if self._swap is not None:
+                _CURRENT.mode = None
+                self._swap.__exit__(None, None, None)
+                self._swap = None
 
     def clear(self) -> None:
         self.cache.clear()
@@ -63,21 +98,37 @@ class TargetKernels(TorchFunctionMode):
         return value
 
     def _fused_attention(self, args, kwargs):
-        """The fused kernel's output, or None where the target would not run one for these arguments."""
+        """The fused kernel's output; None where the target runs the math path for these arguments
+        (the CPU with dropout: counted in ``target_math``) or where it cannot be followed (``unfused``)."""
         names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
         given = {**dict(zip(names, args)), **kwargs}
         q, k, v = given.get("query"), given.get("key"), given.get("value")
         mask, dropout = given.get("attn_mask"), given.get("dropout_p", 0.0)
         causal, scale = given.get("is_causal", False), given.get("scale")
-        if (not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)) or dropout
+        if (not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
                 or given.get("enable_gqa") or q.shape[1] != k.shape[1] or not q.is_floating_point()):
+            self.unfused += 1
             return None
         if self.attention == "cpu":
+            if dropout:  # the CPU's flash kernel takes no dropout: torch runs the math path there too
+                self.target_math += 1
+                return None
             return flash_attention_cpu(q, k, v, 0.0, causal, attn_mask=mask, scale=scale)[0]
-        if mask is not None:  # the CUDA kernels take an additive bias: left to the math path
-            return None
-        return efficient_attention(
-            q, k, v, None, q.requires_grad or k.requires_grad or v.requires_grad, 0.0, causal, scale=scale)[0]
+        bias = None
+        if mask is not None:  # CUDA's memory-efficient kernel takes the mask as an additive bias
+            if mask.dtype == torch.bool:
+                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, float("-inf"))
+            bias = mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        grad = q.requires_grad or k.requires_grad or v.requires_grad
+        return efficient_attention(q, k, v, bias, grad, float(dropout), causal, scale=scale)[0]
+
+    def attend(self, args, kwargs):
+        """scaled_dot_product_attention as the target runs it: its fused kernel where it has one."""
+        out = self._fused_attention(args, kwargs)
+        if out is not None:
+            self.fused += 1
+            return out
+        return SDPA(*args, **kwargs)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -85,10 +136,10 @@ class TargetKernels(TorchFunctionMode):
             dtype = self.dtype if func in LOW else torch.float32
             args = tuple(self._cast(a, dtype) for a in args)
             kwargs = {k: self._cast(v, dtype) for k, v in kwargs.items()}
-        if func is F.scaled_dot_product_attention and self.attention is not None:
-            out = self._fused_attention(args, kwargs)
-            if out is not None:
-                self.fused += 1
-                return out
-            self.unfused += 1
-        return func(*args, **kwargs)
+        if func is SDPA and self.attention is not None:
+            return self.attend(args, kwargs)
+        self.inside += 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.inside -= 1

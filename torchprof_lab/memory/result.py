@@ -63,6 +63,8 @@ class MemoryReport:
     fit_budget: str | None = None  # with_fit: the budget asked for (a size or a GPU)
     fit_bytes: int | None = None
     fit_batch: int | None = None  # the largest batch whose predicted peak fits in fit_bytes
+    # a rank's step (memory_of_parallel_step): the most each category held at any moment of the step
+    largest_by_category: dict[str, int] | None = None
 
     def with_fit(self, label: str, budget_bytes: int) -> "MemoryReport":
         """A new report that also names the largest batch fitting ``budget_bytes`` (``max_batch``)."""
@@ -151,7 +153,9 @@ class MemoryReport:
                            for r in self.layers],
                 "fit": None if self.fit_budget is None else {"budget": self.fit_budget, "bytes": self.fit_bytes,
                                                               "largest_batch": self.fit_batch},
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                **({} if self.largest_by_category is None else
+                   {"largest_by_category": dict(self.largest_by_category)})}
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)

@@ -10,10 +10,16 @@ Categories: parameters, buffers and inputs are known before the step; a storage 
 for backward (``saved_tensors_hooks``) is an activation, a parameter's ``.grad`` a gradient, a
 tensor the optimizer's state holds an optimizer state; everything else is temporary. A storage
 has one category for its whole life (decided by the end of the step).
+
+Under FSDP2 (``memory_of_parallel_step``) two more things are followed: a DTensor's op runs as
+its local ops, which the tracker sees (a DTensor is counted by its shard on this rank), and
+``UntypedStorage.resize_``, which FSDP2 uses to allocate and free its unsharded parameters and
+which no dispatch mode sees, is followed while the tracker runs with ``resizes=True``.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from bisect import bisect_right
 
@@ -24,8 +30,26 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from ..torch_internals import (TorchDispatchMode, current_autograd_node, get_sequence_nr, safe_softmax,
                                sequence_nr_of, tree_leaves)
 
-_FIXED = {"parameters", "buffers", "inputs"}  # known up front, never re-categorised
+# what data parallelism adds on a rank (memory_of_parallel_step): FSDP2's all-gathered parameters;
+# DDP's gradient buckets and FSDP2's flat all-gather and reduce-scatter buffers
+PARALLEL_CATEGORIES = ("gathered_parameters", "comm_buffers")
+# known up front, or named by the parallel wrapper: never re-categorised
+_FIXED = {"parameters", "buffers", "inputs", *PARALLEL_CATEGORIES}
 CUDA_BLOCK = 512  # the CUDA caching allocator rounds every request up to a multiple of this
+
+
+def _dtensor_class():
+    """torch's DTensor class once torch.distributed.tensor is imported (none can exist before)."""
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+
+
+def local_tensor(t):
+    """What a tensor occupies on this rank: a DTensor's local shard, any other tensor itself."""
+    dtensor = _dtensor_class()
+    if dtensor is not None and isinstance(t, dtensor):
+        with torch.no_grad():
+            return t.to_local()
+    return t
 
 
 class Storage:
@@ -97,17 +121,22 @@ class LayerHooks:
 class MemoryTracker(TorchDispatchMode):
     """Records storages created and freed on ``device_type`` while active (``with tracker:``).
 
-    ``events`` holds (storage, +1 or -1, phase, layer) in order; ``mark()`` starts the part of
-    the run whose peak is reported (the second training step)."""
+    ``events`` holds (storage, bytes added or removed, phase, layer) in order; ``mark()`` starts
+    the part of the run whose peak is reported (the second training step). ``op_categories``
+    names the category of an op's outputs and ``out=`` tensors (FSDP2's communication buffers);
+    ``resizes`` follows ``UntypedStorage.resize_`` of the storages seen (FSDP2)."""
 
     def __init__(self, device_type: str, layers: LayerHooks, block: int = 1):
         super().__init__()
+        self.op_categories: dict = {}
+        self.resizes = False
+        self._resize = None  # torch's own UntypedStorage.resize_ while it is followed
         self.device_type = device_type
         self.block = block
         self.layers = layers
         self.phase = "setup"
         self.live: dict[int, Storage] = {}
-        self.events: list[tuple[Storage, int, str, str]] = []
+        self.events: list[tuple[Storage, int, str, str]] = []  # (storage, +bytes/-bytes, phase, layer)
         self.saved: dict[str, int] = {}  # layer -> bytes saved for backward (each storage once)
         self._saved_seen: set[int] = set()
         self.start = 0
@@ -125,7 +154,7 @@ class MemoryTracker(TorchDispatchMode):
     def touch(self) -> None:
         """A zero-byte event: the live bytes as a layer starts or ends (a layer that allocates
         nothing, an in-place ReLU, still has the bytes live while it ran)."""
-        self.events.append((self._marker, 1, self.phase, self.where()))
+        self.events.append((self._marker, 0, self.phase, self.where()))
 
     # ------------------------------------------------------------------ recording
     def where(self) -> str:
@@ -140,37 +169,85 @@ class MemoryTracker(TorchDispatchMode):
 
     def track(self, t, category: str = "temporary") -> Storage | None:
         """The record of ``t``'s storage (made now if new); ``category`` replaces a temporary one."""
-        if not isinstance(t, torch.Tensor) or t.device.type != self.device_type:
+        if not isinstance(t, torch.Tensor):
+            return None
+        return self._track(local_tensor(t), category)
+
+    def _track(self, t: torch.Tensor, category: str) -> Storage | None:
+        if t.device.type != self.device_type:
             return None
         try:
             st = t.untyped_storage()
         except (RuntimeError, NotImplementedError):  # sparse, nested: no one storage
             return None
-        key = id(st)
-        record = self.live.get(key)
+        record = self.live.get(id(st))
         if record is None:
-            record = Storage(self._round(st.nbytes()), category)
-            live, events, me = self.live, self.events, self
-
-            def freed(_ref, key=key, record=record):
-                if live.get(key) is record:
-                    del live[key]
-                    events.append((record, -1, me.phase, me.where()))
-
-            record.ref = weakref.ref(st, freed)
-            self.live[key] = record
-            self.events.append((record, 1, self.phase, self.where()))
+            record = self._born(st, category)
         elif category != "temporary" and record.category not in _FIXED:
             record.category = category
         return record
 
+    def _born(self, st, category: str) -> Storage:
+        key = id(st)
+        record = Storage(self._round(st.nbytes()), category)
+        live, events, me = self.live, self.events, self
+
+        def freed(_ref, key=key, record=record):
+            if live.get(key) is record:
+                del live[key]
+                events.append((record, -record.nbytes, me.phase, me.where()))
+
+        record.ref = weakref.ref(st, freed)
+        self.live[key] = record
+        self.events.append((record, record.nbytes, self.phase, self.where()))
+        return record
+
+    def _resized(self, st) -> None:
+        """A storage's size changed in place (FSDP2 frees and refills its unsharded parameters so)."""
+        if not isinstance(st, torch.UntypedStorage) or st.device.type != self.device_type:
+            return
+        record = self.live.get(id(st))
+        if record is None:
+            self._born(st, "temporary")
+            return
+        nbytes = self._round(st.nbytes())
+        if nbytes != record.nbytes:
+            delta, record.nbytes = nbytes - record.nbytes, nbytes
+            self.events.append((record, delta, self.phase, self.where()))
+
+    def __enter__(self):
+        if self.resizes and self._resize is None:
+            resize, me = torch.UntypedStorage.resize_, self
+            self._resize = resize
+
+            def followed(st, size):  # torch's MemTracker follows resize_ the same way
+                out = resize(st, size)
+                me._resized(st)
+                return out
+
+            torch.UntypedStorage.resize_ = followed
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        if self._resize is not None:
+            torch.UntypedStorage.resize_, self._resize = self._resize, None
+        return super().__exit__(*exc)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if types:  # a DTensor's op: let it run as its local ops, which come back here one by one
+            dtensor = _dtensor_class()
+            if dtensor is not None and any(issubclass(t, dtensor) for t in types):
+                return NotImplemented
         out = func(*args, **(kwargs or {}))
         if func is safe_softmax:  # the math path of scaled_dot_product_attention ran
             self.math_attention = True
+        category = self.op_categories.get(func, "temporary") if self.op_categories else "temporary"
         for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.track(t)
+            if isinstance(t, torch.Tensor):  # an op's output is a plain tensor (DTensors ran as local ops)
+                self._track(t, category)
+        if category != "temporary" and kwargs and "out" in kwargs:
+            for t in tree_leaves(kwargs["out"]):
+                self.track(t, category)
         return out
 
     def pack(self, t):
