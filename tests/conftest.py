@@ -9,6 +9,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest sessions in-process
+
 
 def meta_model(builder, **kwargs):
     """Build a torchvision model without allocating weights (RegNet computes while building, so it

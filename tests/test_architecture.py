@@ -12,6 +12,10 @@ from torchprof_lab.distributed import DistributedReport, RankRow
 from torchprof_lab.generation import GenerationReport, GenerationRow
 from torchprof_lab.llm import TransformerShape
 from torchprof_lab.hardware.info import DeviceInfo
+from torchprof_lab.hardware.nvml import PowerSample, PowerSummary
+from torchprof_lab.pytest_plugin import ModelFigures
+from torchprof_lab.timing.result import ForwardSpans, LayerSpan
+from torchprof_lab.track import TrackFigures, TrackReport
 from torchprof_lab.precision_compare import PrecisionReport, PrecisionRow
 
 PACKAGE = Path(torchprof_lab.__file__).parent
@@ -82,6 +86,21 @@ def test_the_graph_is_read_correctly():
                                  torchprof_lab.TimingOptions, torchprof_lab.Precision, DistributedReport, RankRow,
                                  PrecisionReport, PrecisionRow, DeviceInfo, torchprof_lab.MemoryReport,
                                  torchprof_lab.LayerMemory, torchprof_lab.TimelinePoint, GenerationReport,
-                                 GenerationRow, TransformerShape])
+                                 GenerationRow, TransformerShape, LayerSpan, ForwardSpans, PowerSample,
+                                 PowerSummary, TrackReport, TrackFigures, ModelFigures])
 def test_results_are_frozen_values(cls):
     assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+
+
+def test_the_package_and_its_pytest_plugin_import_without_torch():
+    """pytest loads the plugin in every run of every project where torchprof_lab is installed."""
+    import subprocess
+    import sys
+
+    code = "import sys, torchprof_lab, torchprof_lab.pytest_plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert torchprof_lab.count is torchprof_lab.api.count and torchprof_lab.Profile is torchprof_lab.ProfileReport
+    assert set(torchprof_lab.__all__) <= set(dir(torchprof_lab))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        torchprof_lab.nope

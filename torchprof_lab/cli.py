@@ -22,6 +22,7 @@ from .models import build_model
 from .precision_compare import compare_precision
 from .report.plot import batch_scaling_png, roofline_png
 from .report.render import FORMATS, render
+from .report.trace import chrome_trace_json
 from .report.write import write_atomically
 from .timing.benchmark import is_out_of_memory
 from .timing.options import TimingOptions
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=_shape, help="one sample's shape, e.g. 3,224,224 "
                    "(default: the crop size of the model's weights)")
     p.add_argument("--depth", type=_positive, help="show layers down to this depth")
-    p.add_argument("--format", choices=FORMATS, help="table (default), json, csv or markdown; every mode")
+    p.add_argument("--format", choices=FORMATS, help="table (default), json, csv, markdown or html (one self-contained page); every mode")
     p.add_argument("--output", help="write the report to this file instead of stdout")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or meta (count without running arithmetic)")
     p.add_argument("--weights", help="torchvision weights to load (e.g. DEFAULT); none by default")
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
     t.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     t.add_argument("--per-layer", action="store_true", help="also time every layer in a separate pass")
+    t.add_argument("--trace", metavar="JSON", help="write the per-layer pass (implies --per-layer) as a Chrome "
+                   "trace for ui.perfetto.dev or chrome://tracing: a span per layer call per timed forward")
     t.add_argument("--roofline", metavar="PNG", help="draw the roofline with every layer to this PNG (matplotlib)")
     t.add_argument("--batch-plot", metavar="PNG",
                    help="draw samples/s and latency against batch size to this PNG (matplotlib); "
@@ -151,8 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimizer of the --memory/--fit training step "
                    "(default sgd)")
     d = p.add_argument_group("distributed")
-    d.add_argument("--ddp", action="store_true", help="with --train under torchrun: time the DistributedDataParallel "
-                   "step on every rank (gloo on CPU, NCCL on GPUs); rank 0 prints")
+    d.add_argument("--ddp", action=_Strategy, const="ddp", default=False, help="with --train under torchrun: time "
+                   "the DistributedDataParallel step on every rank (gloo on CPU, NCCL on GPUs); rank 0 prints; with "
+                   "--memory also each rank's memory (DDP's gradient buckets as comm_buffers)")
+    d.add_argument("--fsdp", dest="ddp", action=_Strategy, const="fsdp2", help="as --ddp, with FSDP2 "
+                   "(fully_shard on each child module with parameters, then the model): parameters, gradients and "
+                   "optimizer state sharded across the ranks; with --memory each rank's shards, all-gathered "
+                   "parameters and communication buffers")
     q = p.add_argument_group("precision")
     q.add_argument("--compare-dtypes", metavar="LIST", help="e.g. fp32,bf16,int8: speed-up over fp32 beside "
                    "output error and top-1 agreement (int8: dynamic quantization of Linear layers, CPU)")
@@ -174,12 +182,12 @@ _MODE_FLAGS = {
     "compare_dtypes": _COMMON | {"batch", "input_shape", "weights", "device", "warmup", "warmup_time",
                                  "min_time", "threads", "sample_batch"},
     "ddp": _COMMON | {"batch", "input_shape", "weights", "device", "train", "dtype", "warmup", "warmup_time",
-                      "min_time", "threads"},
+                      "min_time", "threads", "memory", "optimizer"},
     "count": _COMMON | {"batch", "input_shape", "depth", "device", "weights", "backward", "strict", "no_timing",
                         "train", "dtype"},
 }
 _TIMING_FLAGS = {"sweep", "sweep_budget", "max_batch", "warmup", "warmup_time", "min_time", "threads",
-                 "channels_last", "compile", "per_layer", "roofline", "batch_plot"}
+                 "channels_last", "compile", "per_layer", "roofline", "batch_plot", "trace"}
 _MODE_FLAGS["count"] |= {"config", "seq_len", "input_dtype", "vocab"}  # token models (llm.py)
 _MODE_FLAGS["profile"] = _MODE_FLAGS["count"] | _TIMING_FLAGS
 _MEMORY_FLAGS = {"memory", "fit", "optimizer"}
@@ -203,7 +211,7 @@ def _mode(args) -> str:
     given = _given(args)
     chosen = [m for m in _MODE_SWITCH if m in given]
     if len(chosen) > 1:
-        raise UsageError(f"{' and '.join(_MODE_SWITCH[m] for m in chosen)} are separate modes: give one")
+        raise UsageError(f"{' and '.join(_switch(args, m) for m in chosen)} are separate modes: give one")
     if chosen:
         return chosen[0]
     if args.no_timing or args.device == "meta":
@@ -211,12 +219,18 @@ def _mode(args) -> str:
     return "profile"
 
 
+def _switch(args, mode: str) -> str:
+    """How an error names ``mode``: the flag that chose it (--fsdp chooses the distributed mode
+    as --ddp does), or what counting and profiling are."""
+    named = {"count": "counting only (--no-timing or --device meta)", "profile": "a profile"}
+    return "--fsdp" if mode == "ddp" and args.ddp == "fsdp2" else named.get(mode) or _MODE_SWITCH[mode]
+
+
 def _check_flags(args, mode: str) -> None:
     extra = sorted(_given(args) - _MODE_FLAGS[mode] - {mode})
     if extra:
         flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-        where = {"count": "counting only (--no-timing or --device meta)", "profile": "a profile"}.get(
-            mode, _MODE_SWITCH.get(mode))
+        where = _switch(args, mode)
         raise UsageError(f"{flags} {'does' if len(extra) == 1 else 'do'} not apply to {where}")
     if mode == "device_info" and args.model:
         raise UsageError("--device-info describes the device: give no model")
@@ -227,7 +241,7 @@ def _check_flags(args, mode: str) -> None:
     if args.sweep_budget is not None and not args.sweep:
         raise UsageError("--sweep-budget applies to --sweep")
     if mode in ("compare_dtypes", "ddp", "count") and args.batch and len(args.batch) > 1:
-        what = _MODE_SWITCH.get(mode, "counting only (--no-timing or --device meta)")
+        what = _switch(args, mode)
         raise UsageError(f"{what} takes one batch size, got {len(args.batch)}")
 
 
@@ -236,7 +250,7 @@ def _timing_options(args, **fixed) -> TimingOptions:
              "warmup_time": args.warmup_time, "min_time": args.min_time, "threads": args.threads,
              "sweep": args.sweep or None, "sweep_budget": args.sweep_budget, "max_batch": args.max_batch or None,
              "channels_last": args.channels_last or None, "compile": args.compile or None,
-             "per_layer": args.per_layer or None,
+             "per_layer": args.per_layer or bool(args.trace) or None,
              "optimizer": args.optimizer if args.train else None}
     return TimingOptions.of(**{k: v for k, v in {**given, **fixed}.items() if v is not None})
 
@@ -301,8 +315,6 @@ def _run(mode: str, args):
         raise UsageError("--compare-dtypes compares image-style outputs; count or profile a transformers model")
     if mode in ("count", "profile") and (built.config is not None or args.seq_len or args.input_dtype
                                          or args.vocab):
-        if args.memory or args.fit:
-            raise UsageError("--memory and --fit take image-style models for now, not token models")
         return _tokens(args, built, mode)
     shape = args.input_shape or built.input_shape
     batches = args.batch or [1]
@@ -318,14 +330,16 @@ def _run(mode: str, args):
     timed = mode == "profile"
     if args.batch_plot and not (len(batches) > 1 or args.sweep):
         raise UsageError("--batch-plot draws several batch sizes: give --batch 1,8,64 or --sweep")
-    fit = budget(args.fit) if args.fit else None
     report = profile(built.model, shape, batch_sizes=batches, timing=timed, device=args.device,
                      strict=args.strict, depth=args.depth, name=built.name,
                      backward=args.backward or args.train, options=_timing_options(args),
                      memory=_memory_settings(args))
-    if fit is not None:
-        report = replace(report, memory=report.memory.with_fit(*fit))
-    return report, _pictures(args, report)
+    return _with_fit(args, report), _pictures(args, report)
+
+
+def _with_fit(args, report):
+    """``report`` with the largest batch that fits --fit's budget, when --fit was given."""
+    return replace(report, memory=report.memory.with_fit(*budget(args.fit))) if args.fit else report
 
 
 def _pictures(args, report) -> list[tuple[str, str]]:
@@ -335,6 +349,9 @@ def _pictures(args, report) -> list[tuple[str, str]]:
         pictures.append(("roofline", roofline_png(report, args.roofline, args.depth)))
     if args.batch_plot:
         pictures.append(("batch scaling", batch_scaling_png(report.timing, args.batch_plot)))
+    if args.trace:
+        write_atomically(args.trace, chrome_trace_json(report))
+        pictures.append(("the per-layer trace (ui.perfetto.dev)", args.trace))
     return pictures
 
 
@@ -357,8 +374,9 @@ def _tokens(args, built, mode: str):
     report = profile_tokens(built.model, seqs, args.batch or [1], vocab_size=args.vocab, config=built.config,
                             mask=hf, plain=not hf, notes=built.notes, timing=mode == "profile",
                             device=args.device, strict=args.strict, depth=args.depth, name=built.name,
-                            backward=args.backward or args.train, options=_timing_options(args))
-    return report, _pictures(args, report)
+                            backward=args.backward or args.train, options=_timing_options(args),
+                            memory=_memory_settings(args))
+    return _with_fit(args, report), _pictures(args, report)
 
 
 def _memory_settings(args):
@@ -382,19 +400,33 @@ def _load_sample(path: str):
     return sample
 
 
+class _Strategy(argparse.Action):
+    """--ddp and --fsdp: the one distributed mode (``args.ddp``) with two strategies; give one."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) not in (None, False, self.const):
+            parser.error("--ddp and --fsdp are two strategies of the distributed step: give one")
+        setattr(namespace, self.dest, self.const)
+
+
 def _ddp(args):
     """One rank of a torchrun job; rank 0 returns the report, the others None (they print nothing)."""
+    flag = "--fsdp" if args.ddp == "fsdp2" else "--ddp"
     if not args.train:
-        raise UsageError("--ddp times a training step: add --train")
+        raise UsageError(f"{flag} times a training step: add --train")
     if args.model and args.model.startswith("hf:"):
-        raise UsageError("--ddp times image-style inputs; count or profile a transformers model (--seq-len)")
+        raise UsageError(f"{flag} times image-style inputs; count or profile a transformers model (--seq-len)")
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise UsageError("--ddp runs under torchrun, e.g. torchrun --nproc_per_node 2 -m torchprof_lab "
-                         f"{args.model} --train --ddp")
+        raise UsageError(f"{flag} runs under torchrun, e.g. torchrun --nproc_per_node 2 -m torchprof_lab "
+                         f"{args.model} --train {flag}")
     built = build_model(args.model, weights=args.weights, device=None)
     return run_under_torchrun(lambda: built.model, args.input_shape or built.input_shape, (args.batch or [1])[0],
                               cuda=(args.device or "cpu").startswith("cuda"), threads=args.threads,
-                              options=_timing_options(args, threads=None))
+                              options=_timing_options(args, threads=None), memory=args.memory,
+                              shard=args.ddp == "fsdp2")
 
 
 def _generate(args):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 
 from .counting.result import LayerRecord, layer_dict
 from .dtypes import PRECISIONS
-from .report import render
+from .report import render, trace
 from .memory.result import MemoryReport
 from .timing.result import BenchmarkReport
 
@@ -140,8 +140,16 @@ class ProfileReport:
     def to_markdown(self) -> str:
         return render.to_markdown(self)
 
+    def to_chrome_trace(self) -> dict:
+        """The per-layer pass as a Chrome trace-event object (ui.perfetto.dev); needs per_layer=True."""
+        return trace.to_chrome_trace(self)
+
     def to_table(self, depth: int | None = None) -> str:
         return render.to_table(self, self.depth if depth is None else depth)
+
+    def to_html(self, depth: int | None = None) -> str:
+        """One self-contained HTML page (no network): every layer, shown down to ``depth`` at first."""
+        return render.render(self, "html", self.depth if depth is None else depth)
 
     def __str__(self) -> str:
         return self.to_table()

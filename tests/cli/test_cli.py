@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+import torchvision
 
 from torchprof_lab.cli import main
 
@@ -272,3 +273,22 @@ def test_csv_carries_memory_and_generation_as_raw_numbers(tmp_path, capsys):
                  "--format", "csv"]) == 0
     row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert int(row["kv_cache_bytes"]) > 0 and float(row["decode_p50_s"]) > 0 and int(row["decode_steps"]) == 2
+
+
+def test_trace_from_the_command_line(tmp_path, capsys):
+    """--trace writes the per-layer pass as a Chrome trace: a span per module call per timed run."""
+    path = tmp_path / "t.json"
+    assert main(["resnet18", "--input-shape", "3,32,32", *FAST, "--trace", str(path), "--depth", "1"]) == 0
+    assert f"wrote the per-layer trace (ui.perfetto.dev) to {path}" in capsys.readouterr().err
+    trace = json.loads(path.read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X" and e.get("cat") == "layer"]
+    runs = [e for e in trace["traceEvents"] if e["ph"] == "X" and e.get("cat") == "run"]
+    model, calls = torchvision.models.resnet18(), []
+    for module in model.modules():  # BasicBlock calls its relu twice: count the calls, not the modules
+        module.register_forward_hook(lambda *a: calls.append(1))
+    model.eval()(torch.randn(1, 3, 32, 32))
+    calls = len(calls)
+    assert runs and len(spans) == calls * len(runs)
+    assert {e["args"]["layer"] for e in spans} >= {"conv1", "layer4.1.conv2", "fc"}
+    assert main(["resnet18", "--no-timing", "--trace", str(tmp_path / "u.json")]) == 2  # counting has no pass
+    assert not (tmp_path / "u.json").exists()

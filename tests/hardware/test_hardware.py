@@ -54,7 +54,7 @@ def test_power_sampler_energy_counter_or_sampled_power(energy):
     s = sampler.summary()
     assert s.samples >= 2 and 250 <= s.mean_w <= 300 and s.peak_w <= 300
     assert s.max_temperature_c == 61 and s.min_sm_clock_mhz == 1410
-    assert s.throttled == ["SW power cap"]
+    assert s.throttled == ("SW power cap",)
     if energy:
         assert s.energy_source == "energy counter" and s.joules == pytest.approx(5.0)
     else:

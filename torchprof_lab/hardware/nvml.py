@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 NOT_AVAILABLE = "n/a"
 
@@ -108,9 +108,20 @@ def gpu_readings(nvml, handle) -> dict:
     }
 
 
-@dataclass
+@dataclass(frozen=True)
+class PowerSample:
+    """One reading of the sampler, stamped with time.monotonic() so it can be placed on a timeline
+    (the Chrome trace's counter tracks); None where NVML could not read it."""
+
+    at: float  # time.monotonic() seconds
+    watts: float | None
+    sm_clock_mhz: float | None
+    temperature_c: float | None
+
+
+@dataclass(frozen=True)
 class PowerSummary:
-    """Power, clocks and temperature over a timed window."""
+    """Power, clocks and temperature over a timed window (a value, made once)."""
 
     seconds: float
     joules: float | None
@@ -120,11 +131,11 @@ class PowerSummary:
     min_sm_clock_mhz: float | None
     mean_sm_clock_mhz: float | None
     max_temperature_c: float | None
-    throttled: list[str] = field(default_factory=list)
+    throttled: tuple[str, ...] = ()
     samples: int = 0
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "throttled": list(self.throttled)}
 
 
 class PowerSampler:
@@ -139,6 +150,7 @@ class PowerSampler:
         self._clocks: list[float] = []
         self._temps: list[float] = []
         self._reasons = 0
+        self._timeline: list[PowerSample] = []
 
     def _energy_mj(self):
         value = _read(self.nvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
@@ -157,6 +169,8 @@ class PowerSampler:
                 bucket.append(float(value))
         if isinstance(reasons, int):
             self._reasons |= reasons
+        self._timeline.append(PowerSample(time.monotonic(), *(float(v) if isinstance(v, (int, float)) else None
+                                                              for v in (watts, clock, temp))))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -178,6 +192,10 @@ class PowerSampler:
         self.seconds = time.monotonic() - self._started
         self._energy_end = self._energy_mj()
 
+    def timeline(self) -> tuple[PowerSample, ...]:
+        """Every reading in time order, each with its time.monotonic() stamp."""
+        return tuple(self._timeline)
+
     def summary(self) -> PowerSummary:
         watts = self._watts
         if self._energy_start is not None and self._energy_end is not None and self._energy_end > self._energy_start:
@@ -193,5 +211,5 @@ class PowerSampler:
             min_sm_clock_mhz=min(self._clocks) if self._clocks else None,
             mean_sm_clock_mhz=sum(self._clocks) / len(self._clocks) if self._clocks else None,
             max_temperature_c=max(self._temps) if self._temps else None,
-            throttled=[name for bit, name in THROTTLE_REASONS.items() if slowdown & bit], samples=len(watts),
+            throttled=tuple(name for bit, name in THROTTLE_REASONS.items() if slowdown & bit), samples=len(watts),
         )

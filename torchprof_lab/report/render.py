@@ -14,17 +14,12 @@ import math
 
 from tabulate import tabulate
 
+from . import html
+from .units import binary, si  # noqa: F401 - render.si and render.binary, as before
+
 CONVENTION = "1 MAC = 2 FLOPs; FLOPs = 2 x MACs + all other floating-point ops"
 CSV_FIELDS = ["name", "type", "depth", "params", "calls", "output_shape", "macs", "flops", "bytes",
               "intensity", "backward_macs", "backward_flops", "backward_bytes", "latency"]
-
-
-def si(value: float, unit: str = "") -> str:
-    """4089184256 -> '4.09 G' (decimal prefixes, three significant figures)."""
-    for threshold, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= threshold:
-            return f"{value / threshold:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}".rstrip() if isinstance(value, float) else f"{value} {unit}".rstrip()
 
 
 def _shape(shape) -> str:
@@ -330,14 +325,16 @@ def _within(layers, depth: int | None):
 
 
 # ---------------------------------------------------------------------- every result, every format
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "html")
 
 
 def render(result, fmt: str = "table", depth: int | None = None) -> str:
     """``result`` (a profile, a benchmark, a precision comparison, a DDP report or device
-    facts) in ``fmt``: table, json, csv or markdown."""
+    facts) in ``fmt``: table, json, csv, markdown or html (one self-contained page)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "html":  # report/html.py lays the page out around the text of these same tables
+        return html.page(result, _page_text(result, depth), depth)
     if fmt == "json":
         data = result.to_dict()
         if depth is not None and "layers" in data and hasattr(result, "model_record"):
@@ -368,6 +365,26 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
     return "\n".join([title, tabulate(rows, headers=headers, tablefmt="simple"), *notes])
 
 
+def _page_text(result, depth: int | None):
+    """The text of the HTML page, as the other formats write it: (title, the lines under it, named
+    tables (title, headers, rows, notes): timing, memory, memory_layers, or table for the rest)."""
+    if hasattr(result, "model_record"):  # a profile: its layers are drawn from their fields
+        tables = {}
+        if result.timing is not None:
+            tables["timing"] = _timing_parts(result.timing)
+        if getattr(result, "memory", None) is not None:
+            tables["memory"] = _memory_parts(result.memory)
+        return _title(result), _summary(result), tables
+    if hasattr(result, "clock"):  # a benchmark
+        parts = _timing_parts(result)
+        return parts[0], [], {"timing": parts}
+    if _is_memory(result):
+        parts = _memory_parts(result)
+        return parts[0], [], {"memory": parts, "memory_layers": ("Layers", *_memory_layer_rows(result, depth), [])}
+    parts = tabular(result)
+    return parts[0], [], {"table": parts}
+
+
 def tabular(result) -> tuple[str, list[str], list[list], list[str]]:
     """(title, headers, rows, notes) of a result that is one table."""
     if hasattr(result, "fields") and hasattr(result, "kind"):  # device facts
@@ -381,6 +398,8 @@ def tabular(result) -> tuple[str, list[str], list[list], list[str]]:
         return _timing_parts(result)
     if hasattr(result, "new_tokens"):  # a generation benchmark
         return _generation(result)
+    if hasattr(result, "windows") and hasattr(result, "summary"):  # a tracked training loop
+        return _track(result)
     if _is_memory(result):  # a memory report as one table: its layers
         title, _, _, notes = _memory_parts(result)
         headers, rows = _memory_layer_rows(result, None, raw=True)
@@ -407,20 +426,40 @@ def _precision(report):
 
 
 def _distributed(report):
+    sharded = report.strategy == "fsdp2"
     rows = [[r.rank, r.host, r.device, r.threads, f"{r.latency.p50 * 1e3:.2f}", f"{r.latency.p90 * 1e3:.2f}",
-             f"{r.samples_per_s:.1f}", f"{r.comm_s_per_step * 1e3:.2f}"] for r in report.rows]
-    headers = ["Rank", "Host", "Device", "Threads", "Step p50 ms", "Step p90 ms", "Samples/s", "All-reduce ms/step"]
+             f"{r.samples_per_s:.1f}"] + ([] if sharded else [f"{r.comm_s_per_step * 1e3:.2f}"]) for r in report.rows]
+    headers = ["Rank", "Host", "Device", "Threads", "Step p50 ms", "Step p90 ms", "Samples/s"] + (
+        [] if sharded else ["All-reduce ms/step"])
     precision = f"{report.dtype} autocast" if report.autocast else report.dtype
-    title = (f"DDP training step: {report.model}, {report.world_size} ranks ({report.backend}), {precision}, batch "
-             f"{report.batch_size_per_rank} per rank")
+    step = "FSDP2 (fully_shard)" if sharded else "DDP"
+    title = (f"{step} training step: {report.model}, {report.world_size} ranks ({report.backend}), {precision}, "
+             f"batch {report.batch_size_per_rank} per rank")
     notes = [
         f"Total {report.total_samples_per_s:.1f} samples/s; slowest rank {report.slowest_rank}; single process "
         f"{report.single_samples_per_s:.1f} samples/s ({report.single_source}); scaling efficiency "
         f"{report.efficiency * 100:.1f}% = total / ({report.world_size} x single)",
+        f"All-gathers (forward, backward) and reduce-scatter per step: {report.comm_bytes_per_step / 1e6:.2f} MB "
+        f"sent per rank (parameters {report.param_bytes / 1e6:.2f} MB x 3(N-1)/N)" if sharded else
         f"Gradient all-reduce per step: {report.allreduce_bytes_per_step / 1e6:.2f} MB sent per rank "
         f"(parameters {report.param_bytes / 1e6:.2f} MB x 2(N-1)/N); all-reduce time is launch to completion "
         f"per bucket, overlapping the backward pass",
     ]
+    measured = [r.memory for r in report.rows if r.memory is not None]
+    if measured:  # each rank's step measured by memory's tracker: the peak and its categories
+        shown = [c for c in measured[0].by_category if any(m.by_category.get(c, 0) for m in measured)]
+        headers += ["Peak memory", "Peak at"] + shown
+        for row, r in zip(rows, report.rows):
+            m = r.memory
+            row += ["-"] * (2 + len(shown)) if m is None else \
+                [binary(m.peak_bytes), m.peak_at] + [binary(m.by_category.get(c, 0)) for c in shown]
+        first = measured[0]
+        notes.append(f"Memory: each rank's {first.optimizer} training step measured on {first.device} by the "
+                     "tracker of memory(); the categories are those at the rank's peak")
+        if first.largest_by_category:
+            most = ", ".join(f"{c} {binary(v)}" for c, v in first.largest_by_category.items() if v)
+            notes.append(f"Most held at once in the step, by category (rank {report.rows[0].rank}): {most}")
+        notes += [f"Note: {n}" for n in first.notes]
     return title, headers, rows, notes
 
 
@@ -445,17 +484,53 @@ def _generation(report):
     return title, headers, rows, notes
 
 
+def _track(report):
+    """A tracked training loop: a row per logging window, then the whole run; columns no row
+    has a figure for (tokens, energy on a CPU) are left out."""
+    def cell(value, text):
+        return "-" if value is None else text(value)
+
+    def ms(value):
+        return f"{value * 1e3:.3f}"
+
+    def row(label, f):
+        lat = f.latency
+        return [label, f.timed_steps, cell(lat and lat.p50, ms), cell(lat and lat.mean, ms),
+                cell(f.samples_per_s, lambda v: f"{v:.1f}"), cell(f.tokens_per_s, lambda v: f"{v:.1f}"),
+                cell(f.flops_per_s, lambda v: si(v, "FLOP/s")), cell(f.mfu, lambda v: f"{v * 100:.3g}%"),
+                cell(f.peak_memory_bytes, binary), cell(f.joules_per_step, lambda v: f"{v:.3g}"),
+                cell(f.mean_power_w, lambda v: f"{v:.0f}")]
+
+    headers = ["Steps", "Timed", "Step p50 ms", "Step mean ms", "Samples/s", "Tokens/s", "Achieved", "MFU",
+               "Peak memory", "J/step", "Power W"]
+    rows = [row(f"{w.first_step}-{w.last_step}", w) for w in report.windows]
+    rows.append(row(f"all ({report.summary.first_step}-{report.summary.last_step})", report.summary))
+    keep = [i for i, h in enumerate(headers) if h not in ("Tokens/s", "J/step", "Power W")
+            or any(r[i] != "-" for r in rows)]
+    headers, rows = [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]
+    title = (f"Training loop: {report.model} on {report.device}, {report.dtype}, {report.steps} steps | clock: "
+             f"{report.timer}")
+    notes = []
+    if report.flops_per_step is not None:
+        notes.append(f"FLOPs per step (counted in step {report.counted_step}): {si(report.flops_per_step)} = forward "
+                     f"{si(report.forward_flops)} + backward {si(report.backward_flops)}; outside the model "
+                     f"(loss, optimizer): {si(report.other_flops)}")
+    notes.append(f"Samples: {report.samples_source}")
+    if report.tokens_source is not None:
+        notes.append(f"Tokens: {report.tokens_per_sample} per sample, {report.tokens_source}")
+    if report.peak_flops is not None or report.summary.flops_per_s is not None:
+        notes.append(f"Peak: {report.peak_source}")
+    notes.append(f"Peak memory: {report.peak_memory_source}")
+    if report.uncounted_ops:
+        notes.append("Uncounted ops (no cost formula): " + ", ".join(
+            f"{op} x{calls}" for op, calls in sorted(report.uncounted_ops.items())))
+    notes += [f"Note: {n}" for n in report.notes]
+    return title, headers, rows, notes
+
+
 # ---------------------------------------------------------------------- memory
 def _is_memory(result) -> bool:
     return hasattr(result, "peak_bytes") and hasattr(result, "by_category")
-
-
-def binary(value: int) -> str:
-    """Bytes in binary units, as allocators and GPU memory sizes are given: '183.8 MiB'."""
-    for threshold, unit in ((2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
-        if abs(value) >= threshold:
-            return f"{value / threshold:.1f} {unit}"
-    return f"{value} B"
 
 
 def _memory_parts(m):

@@ -79,7 +79,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
     clock = clock_for(home)
     power = _power_sampler_factory(home)
     rows: list[BenchmarkRow] = []
-    layer_latency, layer_total, largest = {}, None, None
+    layer_latency, layer_total, largest, layer_forwards, layer_power = {}, None, None, (), ()
     # the model's lock for the whole run (a copy is taken while no other thread runs it) and the
     # global RNG as it was after (random batches, dropout in a training step)
     with model_lock(model), rng_restored(), backend_settings(run), prepared_model(model, run) as (work, plain):
@@ -101,8 +101,10 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
             if first_ok is not None:
                 args, kwargs = _inputs(input_shape, inputs, first_ok, run)
                 step = make_step(work, args, kwargs, run)
-                with torch.inference_mode(not options.train):
-                    layer_latency, layer_total = time_layers(work, step, clock, runs=max(options.min_runs, 5))
+                with torch.inference_mode(not options.train), (power() if power else nullcontext()) as sampler:
+                    layer_latency, layer_total, layer_forwards = time_layers(
+                        work, step, clock, runs=max(options.min_runs, 5), batch_size=first_ok)
+                layer_power = sampler.timeline() if sampler else ()
     threads_used = options.threads or torch.get_num_threads()
     return BenchmarkReport(
         model=name or type(model).__name__,
@@ -110,7 +112,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
         device=str(home), dtype=run.precision.name, mode="train" if options.train else "inference",
         clock=clock.name, settings=_settings(options), environment=environment(home, threads_used),
         rows=tuple(rows), max_batch=largest, layer_latency=layer_latency, layer_latency_total=layer_total,
-        autocast=run.autocast,
+        layer_forwards=layer_forwards, layer_power=layer_power, autocast=run.autocast,
     )
 
 

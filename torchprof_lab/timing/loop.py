@@ -23,6 +23,10 @@ class CpuClock:
     def stop(self, started) -> float:
         return (time.perf_counter_ns() - started) / 1e9
 
+    def between(self, first, later) -> float:
+        """Seconds from one start mark to a later one (a span's offset in its run)."""
+        return (later - first) / 1e9
+
     def synchronize(self) -> None:
         pass
 
@@ -45,6 +49,10 @@ class CudaClock:
         end.record()
         end.synchronize()
         return begin.elapsed_time(end) / 1e3
+
+    def between(self, first, later) -> float:
+        """Seconds from one start event to a later one; both must have completed (read after a stop)."""
+        return first.elapsed_time(later) / 1e3
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)

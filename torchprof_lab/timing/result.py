@@ -98,6 +98,26 @@ class BenchmarkRow:
 
 
 @dataclass(frozen=True)
+class LayerSpan:
+    """One module call in one timed run of the per-layer pass, on the run's clock."""
+
+    name: str  # as in named_modules ("" is the model; a compiled model's prefix dropped)
+    start: float  # seconds from the run's start
+    seconds: float  # the call's duration (what the layer's median is made of)
+    depth: int  # how many timed calls enclose it (0: the outermost)
+
+
+@dataclass(frozen=True)
+class ForwardSpans:
+    """One timed run of the per-layer pass: its length and every module call in it, in start order."""
+
+    batch_size: int
+    seconds: float  # the whole timed run, as the loop measured it (hooks and, in training, backward included)
+    started: float  # time.monotonic() at the run's start: places NVML samples beside the spans
+    spans: tuple[LayerSpan, ...]
+
+
+@dataclass(frozen=True)
 class BenchmarkReport:
     """Timing of one model across batch sizes, with everything needed to reproduce it."""
 
@@ -113,6 +133,8 @@ class BenchmarkReport:
     max_batch: int | None = None
     layer_latency: dict[str, float] = field(default_factory=dict)  # median seconds per forward
     layer_latency_total: float | None = None  # whole-model median in that same per-layer pass
+    layer_forwards: tuple[ForwardSpans, ...] = ()  # every timed run of the per-layer pass (the trace)
+    layer_power: tuple = ()  # hardware.nvml.PowerSample readings during the per-layer pass (GPU, NVML)
     ceiling: object = None  # hardware.ceiling.Ceiling the rows were compared against
     autocast: bool = False  # a training step under autocast (fp32 master weights)
 
