@@ -45,9 +45,7 @@ def test_multi_head_attention_calls_the_functional_global_the_memory_prediction_
     forward = torch.nn.functional.multi_head_attention_forward
     assert "scaled_dot_product_attention" in forward.__code__.co_names
     assert torch.nn.functional.scaled_dot_product_attention is ti.SDPA
-    with ti.functional_attention_swapped(len), ti.functional_attention_swapped(len):
-        assert torch.nn.functional.scaled_dot_product_attention is len
-    assert torch.nn.functional.scaled_dot_product_attention is ti.SDPA
+    assert ti.functional_attention.owner is torch.nn.functional and ti.storage_resize.owner is torch.UntypedStorage
 
 
 @pytest.mark.parametrize("path", ti.REQUIRED)
@@ -61,7 +59,7 @@ def test_required_names_every_private_name_used():
     code = "\n".join(line.split("#")[0] for line in source.splitlines() if not line.lstrip().startswith('"'))
     code = code.split("REQUIRED = (")[0]
     used = set(re.findall(r"\.(_[a-z][a-z0-9_]*)", code)) - {"_pytree", "_python_dispatch", "_ops", "_C",
-                                                                 "_autograd"}
+                                                                 "_autograd", "_nn"}
     used |= {"_orig_mod"}  # spelled through COMPILED_PREFIX
     listed = {path.rsplit(".", 1)[1] for path in ti.REQUIRED}
     assert used <= listed, used - listed

@@ -16,7 +16,6 @@ joins the rows (one per (batch, sequence length)), each knowing its tokens per s
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from .api import profile, profile_memory
+from .global_swap import GlobalSwap
 from .timing.options import TimingOptions
 from .result import ProfileReport
 
@@ -161,18 +161,20 @@ def profile_tokens(model: nn.Module, seq_lens: Sequence[int], batch_sizes: Seque
     if len(seq_lens) > 1 and not kwargs.get("timing", True):
         raise ValueError(f"counting only takes one sequence length, got {len(seq_lens)}")
     memory = kwargs.pop("memory", False)
+    # a forward to profile is not generation: no KV cache built (and copied into) on the way
+    extra = {"use_cache": False} if getattr(config, "use_cache", False) and not plain else None
     reports = []
-    with unpacked_sequences_on_meta():
+    with unpacked_sequences_on_meta() if inputs is None else contextlib.nullcontext():
         for seq in seq_lens:
             make = ((lambda b, s=seq: inputs(b, s)) if inputs is not None
-                    else token_inputs(vocab_size, seq, mask=mask, decoder=decoder, plain=plain))
+                    else token_inputs(vocab_size, seq, mask=mask, decoder=decoder, plain=plain, extra=extra))
             reports.append(per_token(profile(model, batch_sizes=batch_sizes, inputs=make, **kwargs), seq,
                                      config=config))
     first = reports[0]
     if memory is not False:
         first = replace(first, memory=_token_memory(model, memory, seq_lens[0], batch_sizes, kwargs,
                                                     inputs=inputs, vocab_size=vocab_size, decoder=decoder,
-                                                    plain=plain))
+                                                    plain=plain, extra=extra))
         notes = (*notes, "memory: the token ids without an attention mask (an all-ones mask is skipped by "
                          "transformers the same way; the mask's own B x T x 8 bytes are left out)") \
             if inputs is None and not plain else notes
@@ -182,15 +184,16 @@ def profile_tokens(model: nn.Module, seq_lens: Sequence[int], batch_sizes: Seque
     return replace(first, notes=(*first.notes, *notes)) if notes else first
 
 
-def _token_memory(model, memory, seq: int, batch_sizes, kwargs, *, inputs, vocab_size, decoder, plain):
+def _token_memory(model, memory, seq: int, batch_sizes, kwargs, *, inputs, vocab_size, decoder, plain, extra):
     """The profile's memory section for the first (batch, sequence length); the ids carry no mask, so
     the same inputs serve a real run and the meta predictions of ``max_batch``."""
     make = ((lambda b: inputs(b, seq)) if inputs is not None
-            else token_inputs(vocab_size, seq, mask=False, decoder=decoder, plain=plain))
+            else token_inputs(vocab_size, seq, mask=False, decoder=decoder, plain=plain, extra=extra))
+    ours = contextlib.nullcontext if inputs is not None else unpacked_sequences_on_meta
     settings = {k: v for k, v in kwargs.items() if k not in TimingOptions.__dataclass_fields__ and k != "options"}
     timed = {k: v for k, v in kwargs.items() if k in TimingOptions.__dataclass_fields__}
     options = TimingOptions.of(kwargs.get("options"), **timed)
-    with unpacked_sequences_on_meta():
+    with ours():
         found = profile_memory(model, None, None, memory, options,
                                {**settings, "inputs": make, "batch_sizes": batch_sizes})
     if found.predictor is None:
@@ -198,14 +201,20 @@ def _token_memory(model, memory, seq: int, batch_sizes, kwargs, *, inputs, vocab
     predict = found.predictor
 
     def predictor(batch: int) -> int:
-        with unpacked_sequences_on_meta():
+        with ours():
             return predict(batch)
 
     return replace(found, predictor=predictor)
 
 
-_PATCH_LOCK = threading.Lock()
-_PATCH_DEPTH = [0]
+def _not_packed_on_meta(find, position_ids):
+    """transformers' ``find_packed_sequence_indices`` while the profiler's own token ids run."""
+    if isinstance(position_ids, torch.Tensor) and position_ids.device.type == "meta":
+        return None
+    return find(position_ids)
+
+
+_PACKED_CHECK: list = []  # the GlobalSwap of transformers' check, made on first use
 
 
 @contextlib.contextmanager
@@ -216,28 +225,13 @@ def unpacked_sequences_on_meta():
     answers "not packed", as it would on the CPU; real tensors go to transformers' own check."""
     try:
         from transformers import masking_utils
-    except ImportError:  # no transformers: nothing to patch
+    except ImportError:  # no transformers: nothing to answer
         yield
         return
-    with _PATCH_LOCK:
-        _PATCH_DEPTH[0] += 1
-        if _PATCH_DEPTH[0] == 1:
-            original = masking_utils.find_packed_sequence_indices
-
-            def find_packed_sequence_indices(position_ids):
-                if isinstance(position_ids, torch.Tensor) and position_ids.device.type == "meta":
-                    return None
-                return original(position_ids)
-
-            find_packed_sequence_indices.original = original
-            masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
-    try:
+    if not _PACKED_CHECK:
+        _PACKED_CHECK.append(GlobalSwap(masking_utils, "find_packed_sequence_indices"))
+    with _PACKED_CHECK[0].installed(_not_packed_on_meta):
         yield
-    finally:
-        with _PATCH_LOCK:
-            _PATCH_DEPTH[0] -= 1
-            if _PATCH_DEPTH[0] == 0:
-                masking_utils.find_packed_sequence_indices = masking_utils.find_packed_sequence_indices.original
 
 
 def per_token(report: ProfileReport, seq_len: int, *, config=None) -> ProfileReport:

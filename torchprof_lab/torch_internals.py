@@ -8,12 +8,12 @@ torch release moves one of these, this file (and ``REQUIRED``, which
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from .global_swap import GlobalSwap
 
 # ---------------------------------------------------------------------- pytree
 # nested inputs/outputs (tuples, lists, dicts, dataclasses) walked the way torch itself does;
@@ -67,28 +67,14 @@ safe_softmax = torch.ops.aten._safe_softmax.default
 
 # nn.MultiheadAttention's F.multi_head_attention_forward calls torch.nn.functional's module global
 # ``scaled_dot_product_attention``; a function mode sees that forward whole (modes are off inside a
-# function they handle), so a meta prediction following the target's attention swaps the global.
-# While any swap is on, the global is ``replacement``; nested and concurrent swaps count, so the
-# last one out puts torch's own function back. The test checks the forward still calls the global.
-SDPA = torch.nn.functional.scaled_dot_product_attention
-_SWAPS = [0]
-_SWAP_LOCK = threading.Lock()
+# function they handle), so a meta prediction following the target's attention swaps the global
+# (the test checks the forward still calls it). ``SDPA`` is torch's builtin, whatever the global is.
+SDPA = torch._C._nn.scaled_dot_product_attention
+functional_attention = GlobalSwap(torch.nn.functional, "scaled_dot_product_attention")
 
-
-@contextlib.contextmanager
-def functional_attention_swapped(replacement) -> Iterator[None]:
-    functional = torch.nn.functional
-    with _SWAP_LOCK:
-        _SWAPS[0] += 1
-        if _SWAPS[0] == 1:
-            functional.scaled_dot_product_attention = replacement
-    try:
-        yield
-    finally:
-        with _SWAP_LOCK:
-            _SWAPS[0] -= 1
-            if _SWAPS[0] == 0:
-                functional.scaled_dot_product_attention = SDPA
+# FSDP2 allocates and frees its unsharded parameters with ``UntypedStorage.resize_``, which no
+# dispatch mode sees: the memory tracker follows it through this swap while it measures FSDP2
+storage_resize = GlobalSwap(torch.UntypedStorage, "resize_")
 
 
 # ---------------------------------------------------------------------- the profiler's memory timeline
@@ -204,6 +190,8 @@ REQUIRED = (
     "torch.ops.aten._scaled_dot_product_efficient_attention",
     "torch.ops.aten._safe_softmax",
     "torch.nn.functional.multi_head_attention_forward",
+    "torch._C._nn.scaled_dot_product_attention",
+    "torch.UntypedStorage.resize_",
     "torch.profiler._memory_profiler.MemoryProfileTimeline",
     "torch.profiler._memory_profiler.TensorKey",
     "torch.profiler._memory_profiler.Action",
@@ -219,5 +207,5 @@ __all__ = [
     "can_decompose", "decompose", "get_sequence_nr", "current_autograd_node", "sequence_nr_of",
     "foreach_copy_", "own_parameters", "own_buffers", "module_containers", "child_modules", "COMPILED_PREFIX",
     "uncompiled", "uncompiled_name", "profiler_allocations", "flash_attention_cpu",
-    "efficient_attention", "safe_softmax", "fsdp_buffer_ops", "SDPA", "functional_attention_swapped", "REQUIRED",
+    "efficient_attention", "safe_softmax", "fsdp_buffer_ops", "SDPA", "functional_attention", "storage_resize", "REQUIRED",
 ]

@@ -164,14 +164,21 @@ def test_without_transformers_one_line_says_what_to_install(monkeypatch):
 
 
 def test_cli_meta_count_of_a_causal_lm_matches_the_cpu(capsys):
+    from transformers import masking_utils
+
+    check = masking_utils.find_packed_sequence_indices
     config = ["--config", "n_layer=2", "n_embd=64", "n_head=2", "--seq-len", "16", "--format", "json"]
     assert main(["hf:gpt2", *config, "--device", "meta"]) == 0  # transformers' packed-sequence check answered on meta
     meta = json.loads(capsys.readouterr().out)
     assert main(["hf:gpt2", *config, "--no-timing"]) == 0
     cpu = json.loads(capsys.readouterr().out)
     assert meta["macs"] == cpu["macs"] and not any("KV cache" in n for n in meta["notes"])
-    from transformers import masking_utils
-    assert not hasattr(masking_utils.find_packed_sequence_indices, "original")  # transformers' own function again
+    assert masking_utils.find_packed_sequence_indices is check  # transformers' own function again
+    # a forward to profile builds no KV cache: the bytes are those of the forward with use_cache=False
+    built = build_model("hf:gpt2", config={"n_layer": 2, "n_embd": 64, "n_head": 2})
+    plain = torchprof_lab.count(built.model, inputs=token_inputs(built.config.vocab_size, 16,
+                                                                 extra={"use_cache": False}), batch_size=1)
+    assert cpu["bytes"] == plain.bytes and cpu["flops"] == plain.flops
 
 
 def test_generate_with_a_model_without_a_head_is_one_line(capsys):

@@ -19,13 +19,11 @@ such a function (its projections) run in the precision of its arguments, not aut
 
 from __future__ import annotations
 
-import threading
-
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ..torch_internals import SDPA, efficient_attention, flash_attention_cpu, functional_attention_swapped
+from ..torch_internals import SDPA, efficient_attention, flash_attention_cpu, functional_attention
 
 LOW = {F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
        torch.bmm, torch.Tensor.bmm, torch.addmm, torch.baddbmm, torch.conv1d, torch.conv2d, torch.conv3d,
@@ -34,18 +32,6 @@ LOW = {F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, tor
 FP32 = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, torch.Tensor.softmax, torch.Tensor.log_softmax,
         F.layer_norm, torch.layer_norm, F.group_norm, torch.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss,
         F.binary_cross_entropy_with_logits}
-
-
-_CURRENT = threading.local()  # the TargetKernels mode this thread runs, for attention seen inside a function
-
-
-def _attention_global(*args, **kwargs):
-    """F.scaled_dot_product_attention while a TargetKernels runs: a call the mode cannot see (inside
-    a function it handles whole) goes to the mode's kernel choice; any other call, to torch's."""
-    mode = getattr(_CURRENT, "mode", None)
-    if mode is not None and mode.inside:
-        return mode.attend(args, kwargs)
-    return SDPA(*args, **kwargs)
 
 
 class TargetKernels(TorchFunctionMode):
@@ -66,11 +52,17 @@ class TargetKernels(TorchFunctionMode):
         self.inside = 0  # > 0 while a function the mode handles whole runs
         self._swap = None
 
+    def _attention_global(self, replaced, *args, **kwargs):
+        """F.scaled_dot_product_attention while the mode runs: a call the mode cannot see (inside a
+        function it handles whole) goes to the target's kernel; any other to the global it replaced."""
+        if self.inside:
+            return self.attend(args, kwargs)
+        return replaced(*args, **kwargs)
+
     def __enter__(self):
         if self.attention is not None:
-            self._swap = functional_attention_swapped(_attention_global)
+            self._swap = functional_attention.installed(self._attention_global)
             self._swap.__enter__()
-            _CURRENT.mode = self
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -78,9 +70,8 @@ class TargetKernels(TorchFunctionMode):
             return super().__exit__(*exc)
         finally:
             if self._swap is not None:
-                _CURRENT.mode = None
-                self._swap.__exit__(None, None, None)
-                self._swap = None
+                swap, self._swap = self._swap, None
+                swap.__exit__(None, None, None)
 
     def clear(self) -> None:
         self.cache.clear()

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from ..torch_internals import (TorchDispatchMode, current_autograd_node, get_sequence_nr, safe_softmax,
-                               sequence_nr_of, tree_leaves)
+                               sequence_nr_of, storage_resize, tree_leaves)
 
 # what data parallelism adds on a rank (memory_of_parallel_step): FSDP2's all-gathered parameters;
 # DDP's gradient buckets and FSDP2's flat all-gather and reduce-scatter buffers
@@ -130,7 +130,7 @@ class MemoryTracker(TorchDispatchMode):
         super().__init__()
         self.op_categories: dict = {}
         self.resizes = False
-        self._resize = None  # torch's own UntypedStorage.resize_ while it is followed
+        self._resize = None  # the storage_resize swap while resize_ is followed
         self.device_type = device_type
         self.block = block
         self.layers = layers
@@ -215,23 +215,26 @@ class MemoryTracker(TorchDispatchMode):
             delta, record.nbytes = nbytes - record.nbytes, nbytes
             self.events.append((record, delta, self.phase, self.where()))
 
+    def _follow_resize(self, resize, st, size):
+        """UntypedStorage.resize_ on this thread while the tracker runs (torch's MemTracker
+        follows it the same way)."""
+        out = resize(st, size)
+        self._resized(st)
+        return out
+
     def __enter__(self):
         if self.resizes and self._resize is None:
-            resize, me = torch.UntypedStorage.resize_, self
-            self._resize = resize
-
-            def followed(st, size):  # torch's MemTracker follows resize_ the same way
-                out = resize(st, size)
-                me._resized(st)
-                return out
-
-            torch.UntypedStorage.resize_ = followed
+            self._resize = storage_resize.installed(self._follow_resize)
+            self._resize.__enter__()
         return super().__enter__()
 
     def __exit__(self, *exc):
-        if self._resize is not None:
-            torch.UntypedStorage.resize_, self._resize = self._resize, None
-        return super().__exit__(*exc)
+        try:
+            return super().__exit__(*exc)
+        finally:
+            if self._resize is not None:
+                swap, self._resize = self._resize, None
+                swap.__exit__(None, None, None)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if types:  # a DTensor's op: let it run as its local ops, which come back here one by one
