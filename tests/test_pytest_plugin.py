@@ -196,3 +196,13 @@ def test_bad_options_are_one_usage_error(pytester, args, message):
     result = session(pytester, 10, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert result.stderr.lines[0].startswith(message)
+
+
+def test_the_baseline_under_an_xdist_worker_is_one_usage_error(pytester, monkeypatch, warm):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    path = pytester.path / "baseline.json"
+    result = session(pytester, 10, "--torchprof-baseline", str(path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == "ERROR: --torchprof-baseline records from one process: run it without -n"
+    assert not path.exists()
+    session(pytester, 10).assert_outcomes(passed=1)  # the budgets alone run in a worker

@@ -80,6 +80,8 @@ def pytest_configure(config):
         growth = DEFAULT_TOLERANCE if tolerance is None else parse_tolerance(tolerance)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if path is not None and os.environ.get("PYTEST_XDIST_WORKER"):  # each worker would write the whole file
+        raise pytest.UsageError("--torchprof-baseline records from one process: run it without -n")
     baseline = None
     if path is not None:
         try:

@@ -148,8 +148,9 @@ class ProfileReport:
         return render.to_table(self, self.depth if depth is None else depth)
 
     def to_html(self, depth: int | None = None) -> str:
-        """One self-contained HTML page (no network): every layer, shown down to ``depth`` at first."""
-        return render.render(self, "html", self.depth if depth is None else depth)
+        """One self-contained HTML page (no network): every layer, shown down to ``depth`` (None or a
+        positive integer) at first; the report's own depth 0 (totals only) shows every layer."""
+        return render.render(self, "html", (self.depth or None) if depth is None else depth)
 
     def __str__(self) -> str:
         return self.to_table()

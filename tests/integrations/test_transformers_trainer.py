@@ -72,3 +72,35 @@ def test_trainer_log_history_carries_the_figures(tmp_path):
     report = callback.report
     assert report.steps == 6 and report.samples_per_step == BATCH and report.tokens_per_sample == SEQ
     assert not model._forward_pre_hooks
+
+
+class FailingLM(TinyLM):
+    """Raises in its first forward, inside the counted step (the counter's modes are on then)."""
+
+    def forward(self, input_ids, labels):
+        self.head(self.embed(input_ids))
+        raise RuntimeError("the model failed")
+
+
+def test_training_that_raises_in_the_counted_step_leaves_nothing_on(tmp_path):
+    from torch.nn.modules import module as module_lib
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    model = FailingLM()
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, report_to=[], use_cpu=True,
+                             per_device_train_batch_size=BATCH, save_strategy="no", disable_tqdm=True,
+                             dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=args, train_dataset=Tokens(2 * BATCH))
+    callback = TorchprofTrainerCallback.install(trainer)
+    global_hooks = (len(module_lib._global_forward_pre_hooks), len(module_lib._global_forward_hooks))
+    with pytest.raises(RuntimeError, match="the model failed"):
+        trainer.train()
+
+    assert _get_current_dispatch_mode() is None
+    assert (len(module_lib._global_forward_pre_hooks), len(module_lib._global_forward_hooks)) == global_hooks
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+    assert callback.tracker is None
+    assert callback.report.steps == 0
+    assert "the loop raised RuntimeError in step 1: that step is left out" in callback.report.notes
+    table = callback.report.to_table()
+    assert "no steps" in table and "(1-0)" not in table

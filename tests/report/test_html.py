@@ -3,6 +3,7 @@ self-contained file, every section is there, the layer tree keeps the raw values
 user text stays text, and the command line writes it (a table result, a profile)."""
 
 import dataclasses
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -167,6 +168,19 @@ def test_depth_is_the_depth_shown_at_first(html_profile):
     selected = [o.attrs["value"] for o in root.by_id("depth").all("option") if "selected" in o.attrs]
     assert selected == ["1"]
     assert len(list(next(root.by_id("layer-table").all("tbody")).all("tr"))) == len(html_profile.layers)
+
+
+@pytest.mark.parametrize("depth", [0, -1, "2", 1.5, True])
+def test_a_bad_depth_is_one_line_value_error(html_profile, depth):
+    with pytest.raises(ValueError, match=rf"^depth must be a positive integer or None, got {re.escape(repr(depth))}$"):
+        html_profile.to_html(depth=depth)
+    with pytest.raises(ValueError, match="^depth must be a positive integer or None"):
+        render(html_profile.memory, "html", depth)  # the memory page reads depth too
+
+
+def test_a_report_counted_to_depth_0_still_gets_a_page(html_profile):
+    root = Tree(dataclasses.replace(html_profile, depth=0).to_html()).root  # count(..., depth=0): totals only
+    assert [o.attrs["value"] for o in root.by_id("depth").all("option") if "selected" in o.attrs] == ["all"]
 
 
 def test_the_other_results_get_pages(html_profile):

@@ -134,17 +134,29 @@ def test_root_span_is_the_forward_the_pass_measured(report):
         assert 0 <= root.start and root.start + root.seconds <= forward.seconds  # the run holds its forward
 
 
-def test_args_carry_the_counted_layer(report):
+def test_args_carry_the_counted_layer_per_call(report):
     for event in layer_spans(to_chrome_trace(report)):
         name = event["args"]["layer"]
         record = report.model_record if name == "" else report.layer(name)
-        assert {k: event["args"][k] for k in ("type", "macs", "flops", "bytes", "params")} == \
-            {"type": record.type, "macs": record.macs, "flops": record.flops, "bytes": record.bytes,
-             "params": record.params}
+        assert {k: event["args"][k] for k in ("type", "params", "calls", "layer_macs_all_calls",
+                                              "layer_flops_all_calls", "layer_bytes_all_calls")} == \
+            {"type": record.type, "params": record.params, "calls": record.calls, "layer_macs_all_calls": record.macs,
+             "layer_flops_all_calls": record.flops, "layer_bytes_all_calls": record.bytes}
+        if record.calls == 1:
+            assert (event["args"]["macs"], event["args"]["flops"], event["args"]["bytes"]) == \
+                (record.macs, record.flops, record.bytes)
     inp = next(e for e in layer_spans(to_chrome_trace(report)) if e["args"]["layer"] == "inp")
     assert inp["args"]["macs"] == 2 * 4 * 8 and inp["args"]["params"] == 4 * 8 + 8 and inp["args"]["type"] == "Linear"
-    shared = next(e for e in layer_spans(to_chrome_trace(report)) if e["args"]["layer"] == "shared")
-    assert shared["args"]["macs"] == 2 * (2 * 8 * 8) and shared["args"]["calls"] == 2  # both calls counted
+    # shared: Linear(8, 8) called twice on a batch of 2; each span is one call, the totals are both
+    shared = [e["args"] for e in layer_spans(to_chrome_trace(report)) if e["args"]["layer"] == "shared"]
+    assert len(shared) == 2 * RUNS
+    for args in shared:
+        assert args["calls"] == 2
+        assert args["macs"] == 2 * 8 * 8 and args["layer_macs_all_calls"] == 2 * (2 * 8 * 8)
+        assert args["flops"] == 2 * 8 * 8 * 2 + 2 * 8 and args["layer_flops_all_calls"] == 2 * args["flops"]
+        assert args["bytes"] == 4 * (2 * 8 + 8 * 8 + 8 + 2 * 8) and args["layer_bytes_all_calls"] == 2 * args["bytes"]
+    top = [e["args"] for e in layer_spans(to_chrome_trace(report)) if e["args"]["run"] == 1 and e["args"]["depth"] == 1]
+    assert sum(a["macs"] for a in top) == report.model_record.macs  # one run's top spans count each call once
 
 
 def test_no_per_layer_timing_is_a_clear_error(report):

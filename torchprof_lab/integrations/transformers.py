@@ -6,10 +6,13 @@ before it calls ``on_log``, and hands the same ``logs`` dict to every callback i
 each training log the callback adds the figures of the steps since the last log to both: the
 history, and what the callbacks after it receive. The reporting integrations (``report_to``)
 come before the user's callbacks: ``install(trainer)`` puts this callback first, so that they
-see the figures too.
+see the figures too. The Trainer calls no callback when training raises: ``install`` also wraps
+the trainer's ``train`` so that the tracker's hooks and dispatch modes come off then.
 """
 
 from __future__ import annotations
+
+import functools
 
 try:
     from transformers import TrainerCallback
@@ -58,15 +61,28 @@ class TorchprofTrainerCallback(TrainerCallback):
     @classmethod
     def install(cls, trainer, **settings) -> "TorchprofTrainerCallback":
         """A callback put first in ``trainer``'s callbacks, before the reporting integrations, so
-        that what they send (W&B, TensorBoard, ...) carries the figures."""
+        that what they send (W&B, TensorBoard, ...) carries the figures. ``trainer.train`` becomes
+        an instance attribute that closes the tracker when training raises (the Trainer calls no
+        callback then), so no hook or dispatch mode outlives a failed run."""
         callback = cls(**settings)
         trainer.callback_handler.callbacks.insert(0, callback)
+        train = trainer.train
+
+        @functools.wraps(train)
+        def train_closing_on_error(*args, **kwargs):
+            try:
+                return train(*args, **kwargs)
+            except BaseException as exc:
+                callback.close(exc)
+                raise
+
+        trainer.train = train_closing_on_error
         return callback
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is None:
             return
-        self.close()  # a run before this one that raised
+        self.close()  # a run before this one that raised outside install()'s train: its hooks come off now
         dtype = self.dtype if self.dtype is not None else _args_dtype(args)
         self.tracker = Tracker(model, tokens_per_sample=self.tokens_per_sample, dtype=dtype).open()
         self.report, self._pending = None, None
@@ -102,7 +118,8 @@ class TorchprofTrainerCallback(TrainerCallback):
 
     def close(self, error: BaseException | None = None) -> TrackReport | None:
         """Hooks off and the counter left; the final report. The Trainer calls no callback when
-        training raises: ``try: trainer.train() finally: callback.close()`` cleans up then."""
+        training raises: ``install``'s ``train`` calls this then; a callback passed in
+        ``callbacks=`` needs ``try: trainer.train() finally: callback.close()``."""
         if self.tracker is not None:
             self.report = self.tracker.close(error)
             self.tracker = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .units import binary, si
+from .units import binary, shape_text, si
 
 CATEGORY_COLOURS = ("#4c78a8", "#9ecae9", "#f58518", "#e45756", "#54a24b", "#b279a2", "#eeca3b", "#9d755d")
 TIMELINE_POINTS = 600  # a longer memory timeline is drawn from this many buckets, each at its highest
@@ -30,11 +30,18 @@ def _n(value: float) -> str:
 
 
 # ---------------------------------------------------------------------- the page
+def check_depth(depth) -> None:
+    """``depth`` of a page is None (every layer shown at first) or a positive integer."""
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"depth must be a positive integer or None, got {depth!r}")
+
+
 def page(result, text, depth: int | None = None) -> str:
     """The HTML page of ``result``. ``text`` is (title, lines, tables) as render.py writes them:
     the title line, the lines under it (a profile's totals) and named tables (title, headers,
     rows, notes): ``timing``, ``memory``, ``memory_layers`` or ``table``. ``depth`` is the layer
     tree's depth shown at first (every layer is in the page)."""
+    check_depth(depth)
     title, lines, tables = text
     profile = hasattr(result, "model_record")
     timing = getattr(result, "timing", None) if profile else (result if "timing" in tables else None)
@@ -134,12 +141,6 @@ def _totals(report, lines) -> str:
     return f'<div class="cards">{html}</div><ul class="summary">{items}</ul>'
 
 
-def _shape_text(shape) -> str:
-    if shape is None:
-        return "-"
-    return "x".join(str(d) for d in shape) if isinstance(shape, tuple) else str(shape)
-
-
 def _numel(record):
     shape = record.output_shape
     if not record.ran or not isinstance(shape, tuple) or not all(isinstance(d, int) for d in shape):
@@ -200,7 +201,7 @@ def _cell(kind: str, value, fmt, record) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         value = None
     if fmt is None:  # the output shape, written as the text table writes it
-        shown = _shape_text(record.output_shape) if record.ran else "(not run)"
+        shown = shape_text(record.output_shape) if record.ran else "(not run)"
     else:
         shown = "-" if value is None else fmt(value)
     classes = "num" if kind == "num" else f"bound-{value}" if value in ("memory", "compute") else ""

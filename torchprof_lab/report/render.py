@@ -15,19 +15,11 @@ import math
 from tabulate import tabulate
 
 from . import html
-from .units import binary, si  # noqa: F401 - render.si and render.binary, as before
+from .units import binary, shape_text, si  # noqa: F401 - render.si and render.binary, as before
 
 CONVENTION = "1 MAC = 2 FLOPs; FLOPs = 2 x MACs + all other floating-point ops"
 CSV_FIELDS = ["name", "type", "depth", "params", "calls", "output_shape", "macs", "flops", "bytes",
               "intensity", "backward_macs", "backward_flops", "backward_bytes", "latency"]
-
-
-def _shape(shape) -> str:
-    if shape is None:
-        return "-"
-    if isinstance(shape, tuple):
-        return "x".join(str(d) for d in shape)
-    return str(shape)
 
 
 def _has_latency(report) -> bool:
@@ -50,7 +42,7 @@ def _rows(report, depth: int | None):
 
 
 def _row(r, label: str, backward: bool, timed: bool, roofline: bool = False):
-    shape = _shape(r.output_shape) if r.ran else "(not run)"
+    shape = shape_text(r.output_shape) if r.ran else "(not run)"
     row = [label, r.type, shape, si(r.params), si(r.macs), si(r.flops), si(r.bytes, "B"),
            f"{r.intensity:.1f}"]
     if backward:
@@ -276,7 +268,7 @@ def to_csv(report, depth: int | None = None) -> str:
     writer.writeheader()
     for r in [*_within(report.layers, depth), report.model_record]:
         row = {f: getattr(r, f) for f in CSV_FIELDS}
-        row["output_shape"] = _shape(r.output_shape)
+        row["output_shape"] = shape_text(r.output_shape)
         if r is report.model_record:
             row["name"] = "(total)"
         writer.writerow(row)
@@ -334,6 +326,7 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "html":  # report/html.py lays the page out around the text of these same tables
+        html.check_depth(depth)  # before the text, which reads it too
         return html.page(result, _page_text(result, depth), depth)
     if fmt == "json":
         data = result.to_dict()
@@ -504,7 +497,9 @@ def _track(report):
     headers = ["Steps", "Timed", "Step p50 ms", "Step mean ms", "Samples/s", "Tokens/s", "Achieved", "MFU",
                "Peak memory", "J/step", "Power W"]
     rows = [row(f"{w.first_step}-{w.last_step}", w) for w in report.windows]
-    rows.append(row(f"all ({report.summary.first_step}-{report.summary.last_step})", report.summary))
+    run = report.summary
+    rows.append(row("no steps" if run.last_step < run.first_step else f"all ({run.first_step}-{run.last_step})",
+                    run))
     keep = [i for i, h in enumerate(headers) if h not in ("Tokens/s", "J/step", "Power W")
             or any(r[i] != "-" for r in rows)]
     headers, rows = [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]

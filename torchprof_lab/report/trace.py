@@ -1,9 +1,11 @@
 """The per-layer pass as a Chrome trace-event JSON object (ui.perfetto.dev, chrome://tracing).
 
 One complete event ("X") per module call per timed run, nested as the calls were, with the
-layer's counted MACs, FLOPs, bytes and parameters in its args; the timed runs laid end to end
-(the gaps between them removed), one thread per batch size; on a GPU, the NVML samples taken
-during the pass as counter tracks ("C"). Reads fields only: this module knows no result class.
+layer's counted MACs, FLOPs and bytes per call (its totals over its calls kept under
+``layer_*_all_calls``) and parameters in its args, so summing spans counts no call twice; the
+timed runs laid end to end (the gaps between them removed), one thread per batch size; on a
+GPU, the NVML samples taken during the pass as counter tracks ("C"). Reads fields only: this
+module knows no result class.
 Format: the Trace Event Format document (Google, "JSON Object Format").
 """
 
@@ -67,11 +69,24 @@ def _meta(name: str, tid, value: str) -> dict:
 
 
 def _layer_args(span, record, run: int) -> dict:
+    """A span's args: the layer's counts per call (its totals / its calls: the mean per call when
+    its calls differ in shape), and the totals over all its calls under names that say so."""
     args = {"layer": span.name, "run": run, "depth": span.depth}
     if record is not None:
-        args.update(type=record.type, macs=record.macs, flops=record.flops, bytes=record.bytes,
-                    params=record.params, calls=record.calls)
+        calls = record.calls
+        args.update(type=record.type, macs=_per_call(record.macs, calls), flops=_per_call(record.flops, calls),
+                    bytes=_per_call(record.bytes, calls), params=record.params, calls=calls,
+                    layer_macs_all_calls=record.macs, layer_flops_all_calls=record.flops,
+                    layer_bytes_all_calls=record.bytes)
     return args
+
+
+def _per_call(total: int, calls: int) -> int | float:
+    """``total`` / ``calls``: an int when it divides evenly (every call the same), else the mean."""
+    if calls <= 1:
+        return total
+    whole, rest = divmod(total, calls)
+    return whole if rest == 0 else total / calls
 
 
 def _run_offsets(forwards) -> list[float]:

@@ -1,5 +1,6 @@
 """How every rendering writes a number: decimal prefixes for counts and rates, binary units for
-memory. A leaf: render.py and html.py both write numbers this way, and render.py imports html.py."""
+memory; and an output shape. A leaf: render.py and html.py both write them this way, and
+render.py imports html.py."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def binary(value: int) -> str:
         if abs(value) >= threshold:
             return f"{value / threshold:.1f} {unit}"
     return f"{value} B"
+
+
+def shape_text(shape) -> str:
+    """An output shape as every rendering writes it: (2, 8) -> '2x8'; None -> '-'; anything else as str."""
+    if shape is None:
+        return "-"
+    return "x".join(str(d) for d in shape) if isinstance(shape, tuple) else str(shape)
