@@ -245,6 +245,19 @@ def _check_flags(args, mode: str) -> None:
         raise UsageError(f"{what} takes one batch size, got {len(args.batch)}")
 
 
+def _check_folders(args) -> None:
+    """Every file asked for can be written, checked before the run (not after minutes of it)."""
+    for flag in ("output", "trace", "roofline", "batch_plot"):
+        path = getattr(args, flag)
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        problem = ("does not exist" if not os.path.isdir(folder)
+                   else "is not writable" if not os.access(folder, os.W_OK) else None)
+        if problem:
+            raise OSError(f"cannot write --{flag.replace('_', '-')} {path}: the folder {folder} {problem}")
+
+
 def _timing_options(args, **fixed) -> TimingOptions:
     given = {"dtype": args.dtype, "train": args.train or None, "warmup": args.warmup,
              "warmup_time": args.warmup_time, "min_time": args.min_time, "threads": args.threads,
@@ -263,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mode = _mode(args)
         _check_flags(args, mode)
+        _check_folders(args)
         result, pictures = _run(mode, args)
         if result is None:  # a DDP rank other than 0: rank 0 prints
             return 0

@@ -88,6 +88,15 @@ class ProfileReport:
         return self.model_record.intensity
 
     @property
+    def achieved_flops(self) -> float | None:
+        """The whole model's FLOP/s: its FLOPs over its per-layer-pass latency, else the first
+        timed row's achieved FLOP/s (what the roofline draws as the model's point)."""
+        if self.model_record.latency:
+            return self.flops / self.model_record.latency
+        rows = self.timing.rows if self.timing is not None else ()
+        return rows[0].achieved_flops if rows and rows[0].ok and rows[0].achieved_flops else None
+
+    @property
     def params_without_embeddings(self) -> int:
         return self.params - self.embedding_params
 
@@ -122,7 +131,7 @@ class ProfileReport:
         data["notes"] = list(self.notes)
         data["uncounted_ops"] = dict(self.uncounted_ops)
         for key in ("macs", "flops", "bytes", "backward_macs", "backward_flops", "backward_bytes",
-                    "total_macs", "total_flops", "intensity", "storage_bytes", "params_without_embeddings",
+                    "total_macs", "total_flops", "intensity", "achieved_flops", "storage_bytes", "params_without_embeddings",
                     "flops_per_token", "train_flops_per_token"):
             data[key] = getattr(self, key)
         data["conventions"] = "MACs: multiply-accumulates of matrix ops; FLOPs = 2 x MACs + other ops"

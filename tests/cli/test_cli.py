@@ -160,6 +160,12 @@ def test_output_is_written_atomically(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     assert main(["resnet18", "--device", "meta", "--output", str(tmp_path / "missing" / "r.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    # checked before the run: the model (no such name) is never built, the error names the flag
+    for flag in ("--output", "--trace", "--roofline", "--batch-plot"):
+        assert main(["no_such_model", "--batch", "1,2", flag, str(tmp_path / "missing" / "f")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"torchprof_lab: error: cannot write {flag} {tmp_path / 'missing' / 'f'}: the folder "
+                       f"{tmp_path / 'missing'} does not exist")
 
 
 def test_faults_in_the_users_code_and_machine_are_one_line(tmp_path, monkeypatch, capsys):

@@ -416,12 +416,7 @@ def _roofline(report) -> str:
     if ceiling is None or not ceiling.roof_flops or not ceiling.roof_bandwidth:
         return ""
     points = _roofline_points(report)
-    if report.model_record.latency:
-        achieved = report.flops / report.model_record.latency
-    elif timing.rows and timing.rows[0].ok and timing.rows[0].achieved_flops:
-        achieved = timing.rows[0].achieved_flops
-    else:
-        achieved = None
+    achieved = report.achieved_flops
     roof, bandwidth, ridge = ceiling.roof_flops, ceiling.roof_bandwidth, ceiling.ridge_point
     intensities = [i for _, i, _, _ in points] + [ridge] + ([report.intensity] if report.intensity else [])
     lo, hi = min(intensities) / 4, max(intensities) * 4

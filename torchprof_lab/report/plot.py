@@ -49,12 +49,7 @@ def roofline_png(report, path: str, depth: int | None = None) -> str:
     else:
         ax.scatter([r.intensity for r in layers], [r.flops / r.min_time for r in layers if r.min_time], s=18,
                    alpha=0.7, color="tab:blue", label="layers, at their roofline bound")
-    if report.model_record.latency:
-        achieved = report.flops / report.model_record.latency
-    elif timing.rows and timing.rows[0].ok and timing.rows[0].achieved_flops:
-        achieved = timing.rows[0].achieved_flops
-    else:
-        achieved = None
+    achieved = report.achieved_flops
     if achieved:
         ax.scatter([report.intensity], [achieved], s=120, marker="*", color="tab:red",
                    label=f"whole model, {achieved / 1e9:.1f} GFLOP/s")
