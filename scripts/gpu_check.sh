@@ -29,5 +29,9 @@ run llama_train_bf16 "$py" -m torchprof_lab hf:llama "${llama[@]}" --seq-len 128
 run gpt2_train_bf16 "$py" -m torchprof_lab hf:gpt2 --seq-len 128,1024 --batch 1,8 --train --dtype bf16 --device cuda
 run memory_resnet50 "$py" -m torchprof_lab resnet50 --memory --train --device cuda --batch 32 --depth 1
 run fit_h100 "$py" -m torchprof_lab resnet50 --no-timing --fit H100-SXM5 --train --optimizer adamw
+# issue 11/13: token memory on CUDA, the HTML page, the Perfetto trace with NVML counters
+run gpt2_memory_fit "$py" -m torchprof_lab hf:gpt2 --seq-len 1024 --batch 8 --train --optimizer adamw --dtype bf16 --device cuda --memory --fit 24GiB --depth 1
+run html_report "$py" -m torchprof_lab resnet50 --device cuda --batch 1,8,64 --per-layer --memory --format html --output "$out/resnet50.html"
+run trace "$py" -m torchprof_lab resnet50 --device cuda --batch 32 --trace "$out/resnet50_trace.json" --depth 1
 run pytest "$py" -m pytest -q
 echo "outputs in $out"

@@ -180,3 +180,39 @@ def test_timing_rows_carry_the_measured_cuda_peak_beside_the_prediction():
     assert r.memory.peak_bytes <= row.max_memory_allocated * 1.15
     assert row.max_memory_allocated <= r.memory.peak_bytes * 1.5
     assert "Max allocated" in str(r.timing)
+
+
+def test_track_a_cuda_training_loop():
+    """issue 13: track() times CUDA steps with events and reads the CUDA peak (and NVML energy)."""
+    model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 10)).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(64, 256, device="cuda")
+    with torchprof_lab.track(model, opt) as tracker:
+        for _ in range(12):
+            model(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    r = tracker.report()
+    assert r.timer.startswith("torch.cuda.Event") and r.steps == 12 and r.summary.timed_steps == 11
+    assert r.flops_per_step == torchprof_lab.count(model, (256,), 64, backward=True, device="meta").total_flops
+    assert r.summary.samples_per_s > 0 and 0 < r.summary.mfu < 1
+    params = sum(p.numel() * 4 for p in model.parameters())
+    assert r.summary.peak_memory_bytes >= 2 * params  # weights and their gradients at least
+    if load_nvml() is not None:
+        assert r.summary.joules_per_step > 0 and r.summary.mean_power_w > 0
+
+
+def test_trace_of_a_cuda_per_layer_pass_nests_and_has_nvml_counters():
+    """issue 13: CUDA event offsets place the spans; NVML readings become counter tracks."""
+    model = torchvision.models.resnet18().cuda()
+    report = torchprof_lab.profile(model, (3, 224, 224), batch_sizes=[8], per_layer=True, min_time=0.5)
+    trace = report.to_chrome_trace()
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] == "layer"]
+    roots = [e for e in spans if e["args"]["depth"] == 0]
+    assert roots and all(e["dur"] > 0 for e in spans)
+    for root in roots:  # every layer span of a run lies inside its root
+        inside = [e for e in spans if e["args"]["run"] == root["args"]["run"]]
+        assert all(root["ts"] <= e["ts"] and e["ts"] + e["dur"] <= root["ts"] + root["dur"] + 1e-3 for e in inside)
+    if load_nvml() is not None:
+        counters = [e for e in trace["traceEvents"] if e["ph"] == "C"]
+        assert any(e["name"] == "GPU power" and e["args"]["W"] > 0 for e in counters)
