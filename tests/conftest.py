@@ -16,7 +16,7 @@ def meta_model(builder, **kwargs):
     """Build a torchvision model without allocating weights (RegNet computes while building, so it
     builds on the CPU, its weight initialisation skipped: the counts do not read the values)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _no_weight_init():  # init on meta computes nothing but costs Python calls
             return builder(**kwargs)
     except NotImplementedError:
         with _no_weight_init():

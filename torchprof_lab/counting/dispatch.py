@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..torch_internals import TorchDispatchMode, can_decompose, decompose
+from . import fast_meta
 from .attribution import LayerTracker
 from .formulas import library_cost
 from .registry import registry
@@ -91,7 +92,7 @@ class CountingMode(TorchDispatchMode):
             if cost is None:
                 return self._without_formula(func, types, args, kwargs)
             self._table.setdefault(func, cost)  # a per-count table (overrides) gets it too
-        out = func(*args, **kwargs)
+        out = fast_meta.run(func, args, kwargs)
         try:
             macs, flops = cost.formula(args, kwargs, out)
             moves = cost.moves_bytes

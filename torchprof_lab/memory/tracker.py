@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from ..counting import fast_meta
 from ..torch_internals import (TorchDispatchMode, current_autograd_node, get_sequence_nr, safe_softmax,
                                sequence_nr_of, storage_resize, tree_leaves)
 
@@ -241,7 +242,7 @@ class MemoryTracker(TorchDispatchMode):
             dtensor = _dtensor_class()
             if dtensor is not None and any(issubclass(t, dtensor) for t in types):
                 return NotImplemented
-        out = func(*args, **(kwargs or {}))
+        out = fast_meta.run(func, args, kwargs or {})
         if func is safe_softmax:  # the math path of scaled_dot_product_attention ran
             self.math_attention = True
         category = self.op_categories.get(func, "temporary") if self.op_categories else "temporary"
