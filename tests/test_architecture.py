@@ -15,7 +15,7 @@ from torchprof_lab.hardware.info import DeviceInfo
 from torchprof_lab.hardware.nvml import PowerSample, PowerSummary
 from torchprof_lab.pytest_plugin import ModelFigures
 from torchprof_lab.timing.result import ForwardSpans, LayerSpan
-from torchprof_lab.track import TrackFigures, TrackReport
+from torchprof_lab.tracking.result import TrackFigures, TrackReport
 from torchprof_lab.precision_compare import PrecisionReport, PrecisionRow
 
 PACKAGE = Path(torchprof_lab.__file__).parent

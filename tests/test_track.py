@@ -13,7 +13,8 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 import torchprof_lab
 from torchprof_lab.errors import ProfilerError
-from torchprof_lab.track import Tracker, TrackFigures, TrackReport
+from torchprof_lab.tracking.result import TrackFigures, TrackReport
+from torchprof_lab.tracking.tracker import Tracker
 
 from fake_pynvml import FakeNvml
 
@@ -197,7 +198,7 @@ def test_cuda_bookkeeping_with_stand_in_events_and_memory_readings(monkeypatch):
     readings = iter([100, 300, 200, 250, 50, 70])
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: next(readings))
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
-    monkeypatch.setattr(importlib.import_module("torchprof_lab.track"), "RESOLVE_EVERY", 2)
+    monkeypatch.setattr(importlib.import_module("torchprof_lab.tracking.tracker"), "RESOLVE_EVERY", 2)
     model = nn.Linear(IN, OUT)
     tracker = Tracker(model)
     tracker._cuda, tracker._clock, tracker._peak = True, Clock(), (None, "stand-in")

@@ -26,7 +26,7 @@ _PUBLIC = {
     ".timing.options": ("TimingOptions",),
     ".timing.result": ("BenchmarkReport", "BenchmarkRow"),
     ".timing.stats": ("LatencyStats",),
-    ".track": ("track",),
+    ".tracking.tracker": ("track",),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 _ALIASES = {"Profile": "ProfileReport"}

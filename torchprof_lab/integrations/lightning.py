@@ -15,7 +15,8 @@ except ImportError as exc:  # a one-line reason instead of a traceback into the 
     raise ImportError("torchprof_lab.integrations.lightning needs Lightning 2: pip install 'torchprof_lab[lightning]'"
                       ) from exc
 
-from ..track import Tracker, TrackFigures, TrackReport
+from ..tracking.result import TrackFigures, TrackReport
+from ..tracking.tracker import Tracker
 
 # Lightning's precision setting -> the precision the MFU's peak is for (None: the model's own)
 _PRECISIONS = {"bf16": "bf16", "16": "fp16", "64": "fp64"}

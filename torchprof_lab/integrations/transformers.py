@@ -20,7 +20,8 @@ except ImportError as exc:  # a one-line reason instead of a traceback into the 
     raise ImportError("torchprof_lab.integrations.transformers needs transformers: pip install transformers"
                       ) from exc
 
-from ..track import Tracker, TrackFigures, TrackReport
+from ..tracking.result import TrackFigures, TrackReport
+from ..tracking.tracker import Tracker
 
 
 def _args_dtype(args) -> str | None:
