@@ -155,3 +155,22 @@ def test_views_move_no_bytes():
     r = count(Functional(lambda t: t.view(-1).t().unsqueeze(0).transpose(0, 1)), torch.randn(4, 5))
     assert (r.flops, r.bytes) == (0, 0)
     assert not r.uncounted_ops
+
+
+@SETTINGS
+@given(n=small, c=st.integers(2, 6), weighted=st.booleans())
+def test_losses_by_hand(n, c, weighted):
+    """cross-entropy = log_softmax (5 per element) + nll_loss (1 per target, 2 with class weights);
+    MSE 3 per element; their backward passes likewise (tests/counting/test_formulas.py)."""
+    x = torch.randn(n, c, requires_grad=True)
+    target = torch.randint(0, c, (n,))
+    weight = torch.rand(c) if weighted else None
+    per_target = 2 if weighted else 1
+    r = count(Functional(lambda t: F.cross_entropy(t, target, weight=weight)), x, backward=True)
+    assert r.uncounted_ops == {} and r.macs == 0
+    assert r.flops == 5 * n * c + per_target * n
+    # nll_loss backward (per target) + log_softmax backward (4 per element)
+    assert r.backward_flops == per_target * n + 4 * n * c
+    y = torch.randn(n, c)
+    r = count(Functional(lambda t: F.mse_loss(t, y)), x, backward=True)
+    assert (r.flops, r.backward_flops, r.uncounted_ops) == (3 * n * c, 3 * n * c, {})

@@ -287,6 +287,31 @@ register(*aten_ops(
 ))(_per_element(10))
 
 
+# --------------------------------------------------------------------------- losses
+@register(*aten_ops("nll_loss_forward", "nll_loss2d_forward"))
+def nll_loss(args, kwargs, out):
+    """One add per target (the picked log-probabilities summed; the mean's division is one more
+    FLOP in all), and one multiply per target with class weights."""
+    target, weight = args[1], args[2] if len(args) > 2 else None
+    return 0, target.numel() * (2 if weight is not None else 1)
+
+
+@register(*aten_ops("nll_loss_backward", "nll_loss2d_backward"))
+def nll_loss_backward(args, kwargs, out):
+    """The gradient written at each target's class: one multiply per target (two with weights);
+    the zeros elsewhere are a fill, no arithmetic."""
+    target, weight = args[2], args[3] if len(args) > 3 else None
+    return 0, target.numel() * (2 if weight is not None else 1)
+
+
+register(*aten_ops("mse_loss"))(_per_element(3))  # difference, square, sum
+register(*aten_ops("mse_loss_backward"))(_per_element(3, index=1))  # 2 x (x - y) x grad / N
+register(*aten_ops("smooth_l1_loss", "huber_loss"))(_per_element(4))  # difference, abs, square or linear branch, sum
+register(*aten_ops("smooth_l1_loss_backward", "huber_loss_backward"))(_per_element(4, index=1))
+register(*aten_ops("binary_cross_entropy"))(_per_element(7))  # -(y log x + (1 - y) log(1 - x)), summed
+register(*aten_ops("binary_cross_entropy_backward"))(_per_element(5, index=1))
+
+
 # --------------------------------------------------------------------------- softmax, reductions
 register(*aten_ops("_softmax", "_log_softmax", "_safe_softmax"))(_per_element(5))
 register(*aten_ops("_softmax_backward_data", "_log_softmax_backward_data"))(_per_element(4))
