@@ -250,3 +250,19 @@ def test_bad_arguments_are_one_line_errors():
         with torchprof_lab.track(model, optimizer) as tracker:
             tracker.step()
     assert _no_hooks(model, optimizer)
+
+
+def test_step_times_that_drift_are_said_in_the_notes():
+    """The timing rules' warnings reach a tracked loop: steps that slow down halfway drift."""
+    import time
+
+    model = nn.Linear(4, 2)
+    with torchprof_lab.track(model) as tracker:
+        for step in range(13):  # 12 timed steps: drift needs 10
+            model(torch.randn(2, 4)).sum().backward()
+            time.sleep(0.002 if step < 7 else 0.012)  # the second half's steps are much slower
+            tracker.step()
+    notes = tracker.report().notes
+    drifted = [n for n in notes if n.startswith("step times: drifted: the second half of the run was +")]
+    assert len(drifted) == 1 and "--warmup-time" not in drifted[0]
+    assert any(n.startswith("step times: p99 from only 12 samples") for n in notes)

@@ -381,6 +381,9 @@ class Tracker:
         if counted.get("unknown"):
             notes.append("the batch of the counted step could not be told (inputs whose first dimensions differ): "
                          "pass batch_size=")
+        if summary.latency is not None:  # the timing rules' warnings: noise and drift (docs/timing.md)
+            notes.extend("step times: " + warning.replace("; a longer --warmup-time may settle it", "")
+                         for warning in summary.latency.warnings)
         if summary.flops_per_s is not None:
             notes.append("FLOP/s: each timed step's FLOPs are the counted step's, scaled by its tokens (or samples) "
                          "over the counted step's")
