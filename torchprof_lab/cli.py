@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import replace
 
@@ -29,16 +30,23 @@ from .timing.options import TimingOptions
 
 
 def _positive_ints(text: str, example: str, separators: str = ",") -> tuple[int, ...]:
-    """'3,224,224' -> (3, 224, 224) (any of ``separators``); an argparse error naming ``example``."""
-    for separator in separators[1:]:
-        text = text.replace(separator, separators[0])
-    try:
-        values = tuple(int(part) for part in text.split(separators[0]) if part.strip())
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like {example}, got '{text}'")
-    return values
+    """'3,224,224' -> (3, 224, 224) (commas, or any of ``separators``; spaces around a number are
+    fine). Every part must be a positive integer, an empty one too: '1,,8' and '1,8,' are refused,
+    never read as 1,8. Else an argparse error naming the bad part and ``example``."""
+    expected = f"expected positive integers like {example}"
+    values = []
+    for part in text.split(","):
+        pieces = re.split("|".join(map(re.escape, separators)), part, flags=re.IGNORECASE)
+        for piece in pieces:
+            if re.fullmatch(r"\s*[0-9]+\s*", piece, flags=re.ASCII) and int(piece) >= 1:
+                values.append(int(piece))
+                continue
+            bad = piece.strip() or (part.strip() if len(pieces) > 1 and not "".join(pieces).strip() else "")
+            if not bad:
+                raise argparse.ArgumentTypeError(f"'{text}' has an empty part: {expected}")
+            where = "" if bad == text.strip() else f" in '{text}'"
+            raise argparse.ArgumentTypeError(f"'{bad}'{where} is not a positive integer: {expected}")
+    return tuple(values)
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -74,6 +82,14 @@ def _seq_lens(text: str) -> list[int]:
     return list(_positive_ints(text, "128,1024"))
 
 
+def _fit(text: str) -> tuple[str, int]:
+    """--fit: (label, bytes) of a size or a GPU of the spec table, checked before any run."""
+    try:
+        return budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _key_value(text: str) -> tuple[str, object]:
     """'num_hidden_layers=2' -> ('num_hidden_layers', 2): ints, floats, true/false, none, else the string."""
     key, sep, raw = text.partition("=")
@@ -97,9 +113,22 @@ _positive = _at_least(int, 1, "a positive integer")
 _seconds = _at_least(float, 0.0, "a non-negative number of seconds")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors read as the tool's own: one line, 'torchprof_lab: error: ...',
+    exit 2 (argparse prints the whole usage, some 24 lines, above its message)."""
+
+    _LISTED = ("unrecognized arguments", "ambiguous option", "the following arguments are required")
+
+    def error(self, message: str):
+        text = " ".join(str(message).split())
+        if any(what in text for what in self._LISTED):
+            text += f" ({self.prog} --help lists the flags)"
+        self.exit(2, f"torchprof_lab: error: {text}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m torchprof_lab",
-                                description="Per-layer params, MACs, FLOPs and bytes of a PyTorch model.")
+    p = _Parser(prog="python -m torchprof_lab",
+                description="Per-layer params, MACs, FLOPs and bytes of a PyTorch model.")
     p.add_argument("model", nargs="?", help="a torchvision model name (resnet50) or package.module:factory")
     p.add_argument("--device-info", action="store_true", help="describe the device (NVML on a GPU, else the CPU) and exit")
     p.add_argument("--batch", type=_batches, help="batch size, or sizes to time: 1,8,64 (default 1)")
@@ -148,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("memory")
     m.add_argument("--memory", action="store_true", help="add the peak memory of one step (inference, or with "
                    "--train a training step) by category and by layer")
-    m.add_argument("--fit", metavar="SIZE|GPU", help="the largest batch whose predicted peak fits in a CUDA GPU's "
-                   "memory: a size (24GiB, 16GB = 16e9 bytes) or a GPU of the spec table (A100-SXM4-40GB); "
-                   "with --train, --dtype and --optimizer")
+    m.add_argument("--fit", type=_fit, metavar="SIZE|GPU", help="the largest batch whose predicted peak fits in a "
+                   "CUDA GPU's memory: a size (24GiB, 16GB = 16e9 bytes) or a GPU of the spec table "
+                   "(A100-SXM4-40GB); with --train, --dtype and --optimizer")
     m.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimizer of the --memory/--fit training step "
                    "(default sgd)")
     d = p.add_argument_group("distributed")
@@ -301,18 +330,35 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug of ours or the model's: still one line
         if os.environ.get("TORCHPROF_LAB_DEBUG"):
             raise
-        return _fail(ProfilerError(f"{type(exc).__name__}: {exc} (TORCHPROF_LAB_DEBUG=1 shows the traceback)"), 1)
+        return _fail(ProfilerError(f"{type(exc).__name__}: {_first_line(str(exc))} "
+                                       f"(TORCHPROF_LAB_DEBUG=1 shows the traceback)"), 1)
 
 
 def _fail(exc: BaseException, code: int) -> int:
     """One line on stderr; a failure that is not ours (torch's, the model's) is named by its type."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    if code == 1 and not isinstance(exc, (ProfilerError, OSError)) and lines:
+    message = _first_line(str(exc))
+    text = message or type(exc).__name__
+    if code == 1 and not isinstance(exc, (ProfilerError, OSError)) and message:
         text = f"{type(exc).__name__}: {text}"
     where = f"rank {os.environ['RANK']} failed: " if "RANK" in os.environ and code == 1 else ""
     print(f"torchprof_lab: error: {where}{text}", file=sys.stderr)
     return code
+
+
+def _first_line(message: str, limit: int = 300) -> str:
+    """The message's first line. A first line that ends in ':' announces the next, so the next
+    non-empty lines are joined on (pydantic-style "Validation error for field 'x':" then the
+    reason) while the text ends in ':', what is joined cut at ``limit`` characters in all."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    text = lines[0]
+    for line in lines[1:]:
+        if not text.endswith(":") or len(text) >= limit:
+            break
+        text = f"{text} {line}"
+    cut = max(limit, len(lines[0]))
+    return text if len(text) <= cut else text[:cut - 3].rstrip() + "..."
 
 
 def _run(mode: str, args):
@@ -353,7 +399,7 @@ def _run(mode: str, args):
 
 def _with_fit(args, report):
     """``report`` with the largest batch that fits --fit's budget, when --fit was given."""
-    return replace(report, memory=report.memory.with_fit(*budget(args.fit))) if args.fit else report
+    return replace(report, memory=report.memory.with_fit(*args.fit)) if args.fit else report
 
 
 def _pictures(args, report) -> list[tuple[str, str]]:
@@ -440,7 +486,7 @@ def _ddp(args):
     return run_under_torchrun(lambda: built.model, args.input_shape or built.input_shape, (args.batch or [1])[0],
                               cuda=(args.device or "cpu").startswith("cuda"), threads=args.threads,
                               options=_timing_options(args, threads=None), memory=args.memory,
-                              shard=args.ddp == "fsdp2")
+                              shard=args.ddp == "fsdp2", name=built.name)
 
 
 def _generate(args):

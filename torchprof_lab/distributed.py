@@ -283,11 +283,12 @@ def _time_ranks(work, x, run, clock, single_samples_per_s, name, batch_size, ran
 
 
 def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool = False,
-                       threads: int | None = None, **options) -> DistributedReport | None:
+                       threads: int | None = None, name: str | None = None, **options) -> DistributedReport | None:
     """One rank of a torchrun job: split the CPU threads between local ranks, join the process
     group (NCCL with cuda, else gloo), time ``build_model()`` with ddp_benchmark (``options``:
-    its keywords, memory and shard included), leave the group. Raises ValueError when not started
-    by torchrun."""
+    its keywords, memory and shard included), leave the group. ``name``: the model's name in the
+    report (the CLI's model spec, as its other reports say; default the model's class). Raises
+    ValueError when not started by torchrun."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ValueError("not started by torchrun (no RANK/WORLD_SIZE)")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
@@ -296,7 +297,7 @@ def run_under_torchrun(build_model, input_shape, batch_size: int, *, cuda: bool 
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-        report = ddp_benchmark(build_model(), input_shape, batch_size, **options)
+        report = ddp_benchmark(build_model(), input_shape, batch_size, name=name, **options)
         dist.barrier()  # nobody tears down while a peer is still in a collective
         return report
     finally:

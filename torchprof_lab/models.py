@@ -130,12 +130,23 @@ def _with_weights(name: str, weights: str | None, builder, kwargs) -> nn.Module:
     try:
         return builder(**kwargs)
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"unknown weights '{weights}' for {name}: {_first_line(exc)}") from exc
+        raise ValueError(f"unknown weights '{weights}' for {name}: {_weights_names(name) or _first_line(exc)}") from exc
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
         raise ModelBuildError(f"cannot load weights '{weights}' for {name}: {type(exc).__name__}: "
                             f"{_first_line(exc)}; they are downloaded from the internet, so without a network "
                             f"put the file in torch's hub cache ($TORCH_HOME/hub/checkpoints) or build the "
                             f"model yourself with a package.module:factory spec") from exc
+
+
+def _weights_names(name: str) -> str:
+    """'use DEFAULT or one of IMAGENET1K_V1, IMAGENET1K_V2': the weights torchvision has for ``name``."""
+    import torchvision.models as tvm
+
+    try:
+        names = [w.name for w in tvm.get_model_weights(name)]
+    except (KeyError, ValueError, AttributeError):
+        return ""
+    return f"use DEFAULT or one of {', '.join(names)}" if names else "torchvision has no weights for it"
 
 
 def _input_shape(name: str, weights: str | None) -> tuple[int, ...]:

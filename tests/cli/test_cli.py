@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from torchprof_lab.cli import main
+from torchprof_lab.cli import _first_line, build_parser, main
 
 FAST = ["--min-time", "0.05", "--warmup", "1", "--warmup-time", "0"]
 
@@ -70,7 +70,74 @@ def test_user_errors_exit_2_in_one_line(args, needle, capsys):
 def test_bad_values_are_usage_errors(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(args)
-    assert exit_.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("torchprof_lab: error: argument --") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args,line", [
+    (["resnet18", "--bogus"], "unrecognized arguments: --bogus (python -m torchprof_lab --help lists the flags)"),
+    (["resnet18", "--depth", "0"], "argument --depth: expected a positive integer, got '0'"),
+    (["resnet18", "--batch", "abc"], "argument --batch: 'abc' is not a positive integer: expected positive "
+                                     "integers like 1,8,64"),
+    (["resnet18", "--format", "xml"], "argument --format: invalid choice: 'xml' (choose from 'table', 'json', "
+                                      "'csv', 'markdown', 'html')"),
+    (["resnet18", "--dtype", "fp8"], "argument --dtype: unknown precision 'fp8': use one of fp32, tf32, fp16, bf16 "
+                                     "(or a torch dtype / full name such as bfloat16)"),
+    (["hf:gpt2", "--config", "n_layer"], "argument --config: expected key=value such as num_hidden_layers=2, "
+                                         "got 'n_layer'"),
+    (["resnet18", "--ddp", "--fsdp", "--train"], "--ddp and --fsdp are two strategies of the distributed step: "
+                                                 "give one"),
+    (["resnet18", "--batch"], "argument --batch: expected one argument"),
+])
+def test_argparse_errors_are_one_line_like_the_tools_own(args, line, capsys):
+    """argparse's errors (its ~24 lines of usage before) read as the tool's: one line, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and captured.out == ""
+    assert captured.err == f"torchprof_lab: error: {line}\n"
+
+
+@pytest.mark.parametrize("flag,text,values", [
+    ("--input-shape", "3x224x224", (3, 224, 224)), ("--input-shape", "3, 224, 224", (3, 224, 224)),
+    ("--input-shape", "3X32 x 32", (3, 32, 32)), ("--batch", "1, 8,64", [1, 8, 64]), ("--batch", "2", [2]),
+    ("--seq-len", "128,1024", [128, 1024]),
+])
+def test_lists_of_positive_integers(flag, text, values):
+    args = build_parser().parse_args(["resnet18", flag, text])
+    assert getattr(args, flag[2:].replace("-", "_")) == values
+
+
+@pytest.mark.parametrize("flag,text,message", [
+    ("--input-shape", "3,x,224", "'x' in '3,x,224' is not a positive integer: expected positive integers like "
+                                 "3,224,224"),  # was read as (3, 224)
+    ("--batch", "1,,8", "'1,,8' has an empty part: expected positive integers like 1,8,64"),  # was read as 1,8
+    ("--batch", "1,8,", "'1,8,' has an empty part"),  # a trailing comma too: the user may have meant more
+    ("--input-shape", "3x224x", "'3x224x' has an empty part"),
+    ("--input-shape", "3,0,4", "'0' in '3,0,4' is not a positive integer"),
+    ("--batch", "1x8", "'1x8' is not a positive integer"),  # x separates a shape's sizes, not batch sizes
+    ("--seq-len", "1_024", "'1_024' is not a positive integer"),
+    ("--batch", "8,-1", "'-1' in '8,-1' is not a positive integer"),
+])
+def test_every_part_of_a_list_must_be_a_positive_integer(flag, text, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["resnet18", flag, text])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(f"torchprof_lab: error: argument {flag}: {message}")
+    assert err.count("\n") == 1
+
+
+def test_a_message_whose_first_line_ends_in_a_colon_keeps_its_reason(capsys):
+    """pydantic-style errors ('Validation error for field 'n_layer':' then the reason on the next line)."""
+    assert main(["hf:gpt2", "--config", "n_layer=two", "--no-timing"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Validation error for field 'n_layer': TypeError: Field 'n_layer' expected " \
+        "int, got str (value: 'two')" in err
+    assert _first_line("first:\n\n  second:\n  third\nfourth") == "first: second: third"
+    assert _first_line("plain\nsecond") == "plain"
+    long = _first_line("a:\n" + "b" * 1000)
+    assert len(long) == 300 and long.endswith("...")
+    assert _first_line("c" * 400 + "\nmore") == "c" * 400  # a long first line is never cut
 
 
 def test_precision_names_are_one_table(tmp_path):
@@ -168,6 +235,42 @@ def test_output_is_written_atomically(tmp_path, monkeypatch, capsys):
                        f"{tmp_path / 'missing'} does not exist")
 
 
+def test_written_files_get_a_new_files_mode_or_keep_the_replaced_ones(tmp_path, monkeypatch):
+    """mkstemp makes 0600 files: a report, trace or baseline must read as any file the user writes."""
+    import stat
+
+    from torchprof_lab.report import write as write_module
+    from torchprof_lab.report.write import write_atomically
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    old_mask = os.umask(0o022)
+    try:
+        assert write_atomically(str(tmp_path / "new.txt"), "a") == str(tmp_path / "new.txt")
+        assert mode(tmp_path / "new.txt") == 0o644 and (tmp_path / "new.txt").read_text() == "a\n"
+        os.umask(0o027)
+        write_atomically(str(tmp_path / "group.txt"), "b")
+        assert mode(tmp_path / "group.txt") == 0o640
+        assert os.umask(0o027) == 0o027  # the umask read, never changed
+        assert write_module._umask() == 0o027  # from /proc/self/status; without it, set and restored:
+        monkeypatch.setattr(write_module, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(2, "no /proc")),
+                            raising=False)
+        assert write_module._umask() == 0o027 and os.umask(0o027) == 0o027
+        monkeypatch.undo()
+        kept = tmp_path / "kept.json"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        os.umask(0o022)
+        write_atomically(str(kept), "new")
+        assert mode(kept) == 0o640 and kept.read_text() == "new\n"
+        kept.chmod(0o664)
+        assert main(["resnet18", "--device", "meta", "--format", "json", "--output", str(kept)]) == 0
+        assert mode(kept) == 0o664 and json.loads(kept.read_text())["params"] == 11689512
+    finally:
+        os.umask(old_mask)
+
+
 def test_faults_in_the_users_code_and_machine_are_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "raising_factory.py").write_text("def build():\n    raise RuntimeError('no GPU driver here')\n")
     (tmp_path / "broken_module.py").write_text("def build(:\n    pass\n")
@@ -198,7 +301,8 @@ def test_weights_without_a_network_say_what_to_do(monkeypatch, capsys):
     assert "cannot load weights 'DEFAULT' for resnet18" in err and "without a network" in err
     assert len(err.strip().splitlines()) == 1
     assert main(["resnet18", "--weights", "NOPE", "--no-timing"]) == 2
-    assert "unknown weights 'NOPE'" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("torchprof_lab: error: unknown weights 'NOPE' for resnet18: use DEFAULT or "
+                                       "one of IMAGENET1K_V1\n")
 
 
 def test_cli_device_info_and_roofline(tmp_path, capsys):

@@ -11,7 +11,10 @@ import pytest
 import ddp_models  # the factories the ranks build (tests/ is on sys.path: conftest.py)
 from torchprof_lab import memory
 from torchprof_lab.cli import main
-from torchprof_lab.distributed import allreduce_bytes_per_rank, scaling_efficiency, shard_traffic_bytes_per_rank
+from torchprof_lab import distributed
+from torchprof_lab.distributed import (DistributedReport, RankRow, allreduce_bytes_per_rank, scaling_efficiency,
+                                       shard_traffic_bytes_per_rank)
+from torchprof_lab.timing.stats import LatencyStats
 
 TESTS = Path(__file__).parents[1]
 
@@ -33,6 +36,43 @@ def test_arithmetic():
     assert shard_traffic_bytes_per_rank(100, 4) == 225
 
 
+def _report(comm_s, strategy="ddp"):
+    rows = tuple(RankRow(rank, "host", "cpu", 1, LatencyStats.of([0.010, 0.010, 0.011]), 4, comm)
+                 for rank, comm in enumerate(comm_s))
+    return DistributedReport("ddp_models:tiny", "gloo", 2, 4, 1224, 300.0, "given", rows, strategy=strategy)
+
+
+def test_the_report_writes_bytes_as_everywhere_and_explains_an_all_reduce_above_the_step():
+    text = str(_report([0.004, 0.012]))
+    assert "Gradient all-reduce per step: 1.2 KiB sent per rank (parameters 1.2 KiB x 2(N-1)/N)" in text
+    assert " MB" not in text and text.startswith("DDP training step: ddp_models:tiny, 2 ranks")
+    note = next(line for line in text.splitlines() if line.startswith("All-reduce ms/step is above"))
+    assert note.startswith("All-reduce ms/step is above the step's p50 on rank 1: it is not a share of the step")
+    assert "overlap the backward pass" in note
+    assert "is above the step's p50 on ranks 0, 1" in str(_report([0.02, 0.03]))
+    assert "All-reduce ms/step is above" not in str(_report([0.004, 0.005]))
+    sharded = str(_report([None, None], strategy="fsdp2"))
+    assert "reduce-scatter per step: 1.8 KiB sent per rank (parameters 1.2 KiB x 3(N-1)/N)" in sharded
+    assert "All-reduce ms/step" not in sharded
+
+
+def test_run_under_torchrun_passes_the_models_name_on(monkeypatch):
+    import torch
+
+    seen = {}
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: seen.update(backend=backend))
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: None)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed, "ddp_benchmark", lambda model, shape, batch, **kw: seen.update(kw) or "report")
+    threads = torch.get_num_threads()
+    assert distributed.run_under_torchrun(ddp_models.tiny, (3, 16, 16), 4, threads=threads,
+                                          name="ddp_models:tiny", memory=True) == "report"
+    assert seen == {"backend": "gloo", "name": "ddp_models:tiny", "memory": True}
+    assert torch.get_num_threads() == threads
+
+
 def test_two_gloo_ranks_gathered_on_rank_0():
     result = torchrun("ddp_models:tiny", "--input-shape", "3,16,16", "--batch", "4", "--train", "--ddp",
                       "--memory", "--optimizer", "adam", "--min-time", "0.2", "--warmup", "1", "--format", "json")
@@ -40,7 +80,7 @@ def test_two_gloo_ranks_gathered_on_rank_0():
     start = result.stdout.index("{")
     data = json.loads(result.stdout[start:])  # only rank 0 prints: exactly one report
     assert result.stdout.count('"world_size"') == 1
-    assert data["world_size"] == 2 and data["backend"] == "gloo"
+    assert data["world_size"] == 2 and data["backend"] == "gloo" and data["model"] == "ddp_models:tiny"
     ranks = data["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     for r in ranks:

@@ -13,6 +13,7 @@ import torchprof_lab
 from torchprof_lab import torch_internals as ti
 from torchprof_lab.cli import main
 from torchprof_lab.memory.result import CATEGORIES
+from torchprof_lab.report.units import binary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from memory_reference import measure, profiler_peak, small_vit  # noqa: E402  torch's profiler on the same step
@@ -187,6 +188,80 @@ def test_max_batch_is_the_largest_batch_that_fits():
     assert m.max_batch(m.predictor(1) - 1) == 0
     fitted = m.with_fit("200MiB", budget)
     assert fitted.fit_batch == best and "Largest batch that fits in 200MiB" in str(fitted)
+    assert fitted.fit_batch_1_bytes is None and fitted.to_dict()["fit"]["batch_1_bytes"] is None
+    none = m.with_fit("1KiB", 1024)  # not even batch 1 fits: the report says what batch 1 needs
+    assert none.fit_batch == 0 and none.fit_batch_1_bytes == m.predictor(1) > 1024
+    assert none.to_dict()["fit"] == {"budget": "1KiB", "bytes": 1024, "largest_batch": 0,
+                                     "batch_1_bytes": m.predictor(1)}
+    assert "Largest batch that fits in 1KiB: none: batch 1 needs" in str(none)
+    one = torchprof_lab.memory(model, (3, 64, 64), 1, train=True, device="meta").with_fit("1KiB", 1024)
+    assert one.fit_batch_1_bytes == one.peak_bytes == m.predictor(1)  # batch 1's own peak, no new prediction
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("24GiB", ("24GiB", 24 * 2 ** 30)), ("16GB", ("16GB", 16 * 10 ** 9)), ("40G", ("40G", 40 * 2 ** 30)),
+    (" 1.5 MiB ", ("1.5 MiB", 3 * 2 ** 19)), ("512", ("512", 512)), ("2tib", ("2tib", 2 * 2 ** 40)),
+    ("A100-SXM4-40GB", ("A100-SXM4-40GB (40 GiB)", 40 * 2 ** 30)), ("H100 SXM", ("H100-SXM5 (80 GiB)", 80 * 2 ** 30)),
+])
+def test_a_fit_budget_is_a_size_or_a_gpu_of_the_spec_table(text, expected):
+    from torchprof_lab.memory.budget import budget
+    assert budget(text) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("0GiB", "a memory budget must be a positive size (1 byte or more), got '0GiB'"),
+    ("-1GiB", "a memory budget must be a positive size (1 byte or more), got '-1GiB'"),
+    ("0.5B", "a memory budget must be a positive size (1 byte or more), got '0.5B'"),
+    ("24XB", "unknown unit 'XB' in '24XB': use B, KB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB or K, M, G "
+             "(powers of 1024), e.g. 24GiB"),
+    ("24 GiB free", "'24 GiB free' is not a size: give a number and a unit, e.g. 24GiB or 16GB (units: B, KB"),
+    ("TPUv9", "unknown GPU 'TPUv9': use a size like 24GiB or a GPU of the spec table, e.g. A100-SXM4-40GB, "
+              "H100-SXM5, L4, RTX-4090 (python -m torchprof_lab --device-info names this machine's)"),
+])
+def test_a_bad_fit_budget_is_one_line_that_says_what_to_give(text, message):
+    """A value that starts with a number is a size (never looked up as a GPU); a GPU not found
+    names no internal file."""
+    from torchprof_lab.memory.budget import budget
+    with pytest.raises(ValueError) as error:
+        budget(text)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_the_example_gpus_of_the_message_are_in_the_spec_table():
+    from torchprof_lab.memory.budget import EXAMPLE_GPUS, gpu_memory_bytes
+    assert [gpu_memory_bytes(name)[0] for name in EXAMPLE_GPUS] == list(EXAMPLE_GPUS)
+
+
+def test_fit_with_a_budget_too_small_for_batch_1(capsys):
+    assert main(["resnet18", "--device", "meta", "--input-shape", "3,32,32", "--fit", "1KiB", "--format",
+                 "json"]) == 0
+    import json
+    fit = json.loads(capsys.readouterr().out)["memory"]["fit"]
+    assert fit["largest_batch"] == 0 and fit["bytes"] == 1024 and fit["batch_1_bytes"] > 11689512 * 4
+    for bad, needle in (["0GiB", "positive size"], ["24XB", "unknown unit 'XB'"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["resnet18", "--device", "meta", "--fit", bad])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith("torchprof_lab: error: argument --fit: ") and needle in err
+
+
+def test_saved_bytes_are_inclusive_like_params_and_macs(resnet_train):
+    _, predicted, measured, _ = resnet_train
+    for m in (predicted, measured):
+        layers = {r.name: r for r in m.layers}
+        for r in m.layers:  # a layer's own and every descendant's, each storage charged once
+            assert r.saved_bytes == r.own_saved_bytes + sum(
+                d.own_saved_bytes for n, d in layers.items() if n.startswith(r.name + "."))
+        top = [r for r in m.layers if r.depth == 1]
+        assert sum(r.saved_bytes for r in top) == m.saved_bytes == sum(r.own_saved_bytes for r in m.layers)
+        assert layers["layer1"].own_saved_bytes == 0 < layers["layer1"].saved_bytes  # a container's are its blocks'
+        assert layers["layer1.0.conv1"].saved_bytes == layers["layer1.0.conv1"].own_saved_bytes > 0  # a leaf
+        rows = {line.split()[0]: line for line in str(m).splitlines() if line.startswith("layer")}
+        assert rows["layer1"].split()[2:4] == binary(layers["layer1"].saved_bytes).split()
+        assert f"Saved for backward by the layers: {binary(m.saved_bytes)}" in str(m)
+        data = m.to_dict()
+        assert data["saved_bytes"] == m.saved_bytes
+        assert [r["own_saved_bytes"] for r in data["layers"]] == [r.own_saved_bytes for r in m.layers]
 
 
 def test_timeline_layers_and_renderings(resnet_train):
@@ -216,7 +291,12 @@ def test_profile_with_memory_and_the_cli(capsys):
     assert "Largest batch that fits in V100-SXM2 (32 GiB)" in out
     assert main(["resnet18", "--device", "meta", "--optimizer", "adam"]) == 2
     assert "--optimizer" in capsys.readouterr().err
-    assert main(["resnet18", "--device", "meta", "--memory", "--fit", "A10O"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # checked as the arguments are read, before any run
+        main(["resnet18", "--device", "meta", "--memory", "--fit", "A10O"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("torchprof_lab: error: argument --fit: unknown GPU 'A10O' (close matches: A10")
+    assert "e.g. A100-SXM4-40GB, H100-SXM5" in err and "gpu_specs.csv" not in err
 
 
 @pytest.mark.parametrize("cls", [torchprof_lab.MemoryReport, torchprof_lab.LayerMemory, torchprof_lab.TimelinePoint])
@@ -298,8 +378,9 @@ def test_activation_checkpointing_frees_the_blocks_activations():
         assert abs(meta.peak_bytes - peak) / peak < 0.05
         runs[checkpointed] = meta
     plain, ckpt = runs[False], runs[True]
-    block = sum(r.saved_bytes for r in plain.layers if r.name.startswith("blocks.0."))
-    assert block > 0 and not any(r.saved_bytes for r in ckpt.layers if r.name.startswith("blocks.0."))
+    block = plain.layer("blocks.0").saved_bytes  # the block's layers' saved bytes included
+    assert block == sum(r.own_saved_bytes for r in plain.layers if r.name.startswith("blocks.0")) > 0
+    assert not any(r.saved_bytes for r in ckpt.layers if r.name.startswith("blocks.0"))
     # what stays: the block's input (the checkpoint keeps it to recompute) and its output (the next
     # block saves it); the rest of what the block saved is no longer live at the peak
     one = batch * 64 * 4  # the block's input, or its output

@@ -207,3 +207,31 @@ def test_the_command_line_writes_the_page(tmp_path):  # --format choices come fr
     assert len(rows) == 67 and rows[-1].attrs["data-name"] == "fc"  # every layer; depth 2 is only shown at first
     assert [o.attrs["value"] for o in root.by_id("depth").all("option") if "selected" in o.attrs] == ["2"]
     assert [s.attrs["id"] for s in root.all("section")] == ["totals", "layers"]  # counted only: no charts
+
+
+def test_the_total_row_shows_the_models_memory_figures(page, html_profile):
+    _, root = page
+    table = root.by_id("layer-table")
+    heads = [th.text for th in next(table.all("thead")).all("th")]
+    total = dict(zip(heads, next(table.all("tfoot")).all("td")))
+    forward = max(p.total for p in html_profile.memory.timeline if p.phase == "forward")
+    assert forward >= max(m.forward_peak for m in html_profile.memory.layers) > 0
+    assert total["Peak in fwd"].text == binary(forward) and total["Peak in fwd"].attrs["data-v"] == str(forward)
+    assert total["Output"].text == "1x10" and "wrap" in total["Output"].attrs["class"]
+
+
+def test_the_layer_table_wraps_names_and_types_where_they_read_well():
+    import torchprof_lab
+    from torch import nn
+
+    model = nn.Sequential(nn.Sequential(nn.BatchNorm1d(4), nn.AdaptiveAvgPool1d(2)))
+    root = Tree(torchprof_lab.count(model, (4, 6), batch_size=2).to_html()).root
+    rows = {r.attrs["data-name"]: list(r.all("td")) for r in next(root.by_id("layer-table").all("tbody")).all("tr")}
+    name, kind, output = rows["0.1"][:3]
+    assert [item.tag if isinstance(item, Node) else item for item in next(name.all("span", "lname")).items] == \
+        ["0.", "wbr", "1"]  # a break opportunity after each dot; the text is still the name
+    assert [item.tag if isinstance(item, Node) else item for item in kind.items] == \
+        ["Adaptive", "wbr", "Avg", "wbr", "Pool1d"]
+    assert output.text == "2x4x2" and not list(output.all("wbr"))  # a shape stays whole
+    assert [item.tag if isinstance(item, Node) else item for item in rows["0.0"][1].items] == \
+        ["Batch", "wbr", "Norm1d"]

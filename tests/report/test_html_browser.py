@@ -3,6 +3,7 @@
 The layers are in the rendered DOM, the charts are drawn, no script fails, nothing is fetched,
 a click on a column header sorts the tree by it (again: reversed), and a fold hides a subtree."""
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -251,4 +252,26 @@ def test_folding_a_layer_hides_its_subtree(page):
     assert page.js(f"document.querySelector('{toggle}').textContent") == "\u25b8"  # folded
     choose_depth("all")
     assert all(shown().values())
+    assert page.problems() == []
+
+
+def test_the_widest_layer_table_fits_a_1400_pixel_window(page, html_profile, tmp_path):
+    """Every column a profile can have (training: backward FLOPs, saved-for-backward and the backward
+    peak; the roofline; per-layer latency; memory) shows without a horizontal scrollbar at 1400 px."""
+    back = page.js("location.href")
+    widest = dataclasses.replace(html_profile, backward=True,
+                                 memory=dataclasses.replace(html_profile.memory, mode="train"))
+    path = tmp_path / "widest.html"
+    path.write_text(widest.to_html())
+    page.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900, "deviceScaleFactor": 1,
+                                                     "mobile": False}, session=True)
+    try:
+        page.open(path.as_uri())
+        columns, scroll, shown = page.js("""(() => { const s = document.querySelector('#layers .scroll');
+            return [document.querySelectorAll('#layer-table thead th').length, s.scrollWidth, s.clientWidth]; })()""")
+        assert columns == 17 and scroll <= shown
+    finally:
+        page.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1,
+                                                         "mobile": False}, session=True)
+        page.open(back)
     assert page.problems() == []

@@ -99,3 +99,73 @@ def test_measured_cuda_peaks_get_their_columns():
     text = replace(b, rows=(row,)).to_table()
     assert "Max allocated" in text and "3.0 MiB" in text and "20.0 MiB" in text
     assert replace(b, rows=(row,)).to_dict()["rows"][0]["max_memory_reserved"] == 20 * 2 ** 20
+
+
+def _bench():
+    return torchprof_lab.benchmark(nn.Linear(4, 4), (4,), [2], min_time=0.0, min_runs=3, warmup=0, warmup_time=0.0)
+
+
+def test_per_layer_line_names_what_the_whole_is_and_never_a_negative_share():
+    from dataclasses import replace
+
+    b = _bench()
+    layers = {"": 0.004, "a": 0.001, "b": 0.002, "b.0": 0.0015}  # top level: a and b, 3 ms in all
+    forward = replace(b, layer_latency=layers, layer_latency_total=0.004).to_table()
+    assert ("Per-layer pass: top-level layers sum to 3.000 ms of a 4.000 ms forward; 25.0% of it outside them, "
+            "hooks included") in forward
+    step = replace(b, mode="train", layer_latency=layers, layer_latency_total=0.012).to_table()
+    assert ("top-level layers sum to 3.000 ms of a 12.000 ms training step (forward, backward and optimizer step; "
+            "layers time their forward only); 75.0% of it outside them") in step
+    noisy = replace(b, layer_latency=layers, layer_latency_total=0.0025).to_table()  # medians of separate samples
+    assert ("sum to 3.000 ms of a 2.500 ms forward; the layers' medians sum to more than the forward's median: "
+            "each is the median of its own samples (timing noise, hooks included)") in noisy
+    assert "% of it outside" not in noisy and "-20.0%" not in noisy
+
+
+def test_threads_in_the_timing_title_are_pluralised():
+    from dataclasses import replace
+
+    b = _bench()
+    for threads, text in ((1, ", 1 thread;"), (2, ", 2 threads;")):
+        title = replace(b, environment={**b.environment, "intra_op_threads": threads}).to_table().splitlines()[0]
+        assert text in title
+
+
+def test_output_text_of_none_outputs_containers_and_modules_not_run():
+    from torchprof_lab.report.units import shape_text
+
+    class Attention(nn.Module):  # returns (output, None) as transformers' attention does without weights
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.proj(x), None
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.h = nn.ModuleList([Attention(), Attention()])  # iterated, never called itself
+            self.spare = nn.Sequential(nn.Linear(8, 8))  # not used at all
+
+        def forward(self, x):
+            for block in self.h:
+                x = block(x)[0]
+            return x
+
+    r = torchprof_lab.count(Net(), (8,), batch_size=2)
+    h, spare = r.layer("h"), r.layer("spare")
+    assert (h.calls, h.descendants_ran, h.macs, h.params) == (0, True, 2 * 2 * 64, 2 * 72)
+    assert (spare.calls, spare.descendants_ran) == (0, False) and not r.layer("spare.0").descendants_ran
+    assert r.layer("h.0").output_shape == [(2, 8), "NoneType"]
+    rows = {line.split()[0]: line.split() for line in r.to_table().splitlines()[2:10]}
+    assert rows["h"][:3] == ["h", "ModuleList", "(container)"]
+    assert rows["h.0"][:4] == ["h.0", "Attention", "[2x8,", "None]"]
+    assert rows["spare"][:4] == ["spare", "Sequential", "(not", "run)"]
+    assert "NoneType" not in r.to_table() and "NoneType" not in r.to_markdown()
+    html = r.to_html()
+    assert ">(container)</td>" in html and ">(not run)</td>" in html and "[2x8, None]" in html
+    assert shape_text(None) == "-" and shape_text((2, 8)) == "2x8" and shape_text(()) == "scalar"
+    assert shape_text({"logits": (1, 5), "cache": "DynamicCache", "past": None}) == \
+        "{logits: 1x5, cache: DynamicCache, past: None}"
+    assert shape_text("nested(2, 4..6, 32)") == "nested(2, 4..6, 32)"

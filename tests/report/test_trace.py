@@ -200,3 +200,19 @@ def test_power_sampler_stamps_each_reading():
     with PowerSampler(FakeNvml(unsupported={"power", "clock"}), ("handle", 0), interval=0.01) as missing:
         pass
     assert {(r.watts, r.sm_clock_mhz, r.temperature_c) for r in missing.timeline()} == {(None, None, 61.0)}
+
+
+def test_a_training_run_labels_the_time_after_the_forward(report):
+    assert not [e for e in to_chrome_trace(report)["traceEvents"] if e.get("cat") == "step"]  # inference: none
+    trained = torchprof_lab.profile(Net(), (4,), batch_sizes=[2], per_layer=True, hardware=False, train=True,
+                                    min_time=0.0, min_runs=RUNS, warmup=1, warmup_time=0.0)
+    trace = to_chrome_trace(trained)
+    assert "loss, backward and optimizer step" in trace["otherData"]["timeline"]
+    rest = [e for e in trace["traceEvents"] if e.get("cat") == "step"]
+    assert len(rest) == RUNS == len(run_spans(trace))
+    for number, (run, step) in enumerate(zip(run_spans(trace), rest), start=1):
+        root = next(e for e in layer_spans(trace) if e["args"]["run"] == number and e["args"]["layer"] == "")
+        assert step["name"] == "loss, backward and optimizer step (not split by layer)" and step["ph"] == "X"
+        assert step["args"]["run"] == number and step["tid"] == run["tid"] and step["dur"] > 0
+        assert step["ts"] == pytest.approx(root["ts"] + root["dur"], abs=TOLERANCE_US)  # from the forward's end
+        assert step["ts"] + step["dur"] == pytest.approx(run["ts"] + run["dur"], abs=TOLERANCE_US)  # to the run's

@@ -28,6 +28,9 @@ class LayerRecord:
     latency: float | None = None  # median seconds per forward, when per-layer timing ran
     bound: str | None = None  # "memory" or "compute" against the device's ridge point
     min_time: float | None = None  # roofline lower bound: max(FLOPs / peak, bytes / bandwidth)
+    # a module inside it ran (its costs are rolled in) though it may not have been called itself:
+    # a ModuleList, or a container whose parent calls its children directly
+    descendants_ran: bool = False
 
     @property
     def ran(self) -> bool:

@@ -102,6 +102,7 @@ def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, li
     totals = {m: [getattr(result.accumulators[m], f) for f in _FIELDS] for _, m in named}
     # parameters of each subtree, shared ones once: id -> numel, merged bottom-up
     params = {m: _param_sizes(m) for _, m in named}
+    inside_ran: set[nn.Module] = set()  # modules with a module inside them that ran
     for _, module in reversed(named):  # children before parents
         parent = owner.get(module)
         if parent is not None and parent is not module:
@@ -109,17 +110,21 @@ def layer_records(model: nn.Module, result: PassResult) -> tuple[LayerRecord, li
             for i in range(len(_FIELDS)):
                 parent_total[i] += child_total[i]
             params[parent].update(params[module])
-    records = [_record(name, m, totals[m], sum(params[m].values()), result) for name, m in named]
+            if result.accumulators[module].calls or module in inside_ran:
+                inside_ran.add(parent)
+    records = [_record(name, m, totals[m], sum(params[m].values()), result, m in inside_ran) for name, m in named]
     return records[0], records[1:]
 
 
-def _record(name: str, module: nn.Module, total: list[int], params: int, result: PassResult) -> LayerRecord:
+def _record(name: str, module: nn.Module, total: list[int], params: int, result: PassResult,
+            descendants_ran: bool) -> LayerRecord:
     acc = result.accumulators[module]
     return LayerRecord(
         name=name, type=type(module).__name__, depth=name.count(".") + 1 if name else 0,
         params=params, calls=acc.calls, output_shape=acc.output_shape,
         macs=total[0], flops=total[1], bytes=total[2],
         backward_macs=total[3], backward_flops=total[4], backward_bytes=total[5],
+        descendants_ran=descendants_ran,
     )
 
 

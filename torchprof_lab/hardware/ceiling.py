@@ -94,7 +94,8 @@ def ceiling_for(device: torch.device, dtype: str = "fp32", threads: int | None =
                       f"left empty; the roofline uses the measured roofs",)
         return Ceiling("cpu", name, theoretical, measured.copy_bytes_per_s,
                        f"{info.peak_formula(name)}, clock: {info.frequency_source}; roofs measured with "
-                       f"{measured.threads} threads: median {measured.matmul_dtype} {measured.matmul_n}^3 matmul "
+                       f"{measured.threads} thread{'s' if measured.threads != 1 else ''}: median "
+                       f"{measured.matmul_dtype} {measured.matmul_n}^3 matmul "
                        f"({measured.matmul_kernel}, spread {measured.matmul_spread:.0%}) and a "
                        f"{measured.copy_bytes_per_s / 1e9:.0f} GB/s copy, read + write (spread "
                        f"{measured.copy_spread:.0%})",

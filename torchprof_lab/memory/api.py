@@ -286,9 +286,13 @@ def _analyse(tracker: MemoryTracker, work: nn.Module, names: dict, *, timeline: 
             for name in chain:
                 if table.get(name, -1) < total:
                     table[name] = total
+    subtree_saved: dict[str, int] = {}  # each layer's own saved bytes and its descendants' (by name)
+    for n, saved in tracker.saved.items():
+        for name in _ancestors(n):
+            subtree_saved[name] = subtree_saved.get(name, 0) + saved
     layers = tuple(LayerMemory(name=n, type=type(m).__name__, depth=n.count(".") + 1,
-                               saved_bytes=tracker.saved.get(n, 0), forward_peak=fwd.get(n, 0),
-                               backward_peak=bwd.get(n, 0))
+                               saved_bytes=subtree_saved.get(n, 0), forward_peak=fwd.get(n, 0),
+                               backward_peak=bwd.get(n, 0), own_saved_bytes=tracker.saved.get(n, 0))
                    for m, n in names.items() if n)
     phase, layer = peak_where
     where = {"forward": f"{layer or 'the model'} forward", "backward": f"{layer or 'the model'} backward",

@@ -13,16 +13,18 @@ CATEGORIES = ("parameters", "buffers", "gradients", "optimizer_state", "activati
 
 @dataclass(frozen=True)
 class LayerMemory:
-    """One layer: bytes autograd saved for backward while it ran (each storage once, its
-    children's included in theirs, not here), and the step's live bytes at their highest while
-    it ran forward and backward (its children's time included)."""
+    """One layer: bytes autograd saved for backward while it ran, its descendants' included as
+    Params and MACs include them (each storage is charged once, to the innermost layer running,
+    so a subtree's sum counts none twice), the part its own ops saved, and the step's live bytes
+    at their highest while it ran forward and backward (its children's time included)."""
 
     name: str
     type: str
     depth: int
-    saved_bytes: int
+    saved_bytes: int  # this layer's ops and its descendants'
     forward_peak: int
     backward_peak: int
+    own_saved_bytes: int  # this layer's own ops only (not its children's)
 
 
 @dataclass(frozen=True)
@@ -62,19 +64,25 @@ class MemoryReport:
     predictor: Callable[[int], int] | None = field(default=None, repr=False, compare=False)
     fit_budget: str | None = None  # with_fit: the budget asked for (a size or a GPU)
     fit_bytes: int | None = None
-    fit_batch: int | None = None  # the largest batch whose predicted peak fits in fit_bytes
+    fit_batch: int | None = None  # the largest batch whose predicted peak fits in fit_bytes (0: none)
+    fit_batch_1_bytes: int | None = None  # when not even batch 1 fits: batch 1's predicted peak
     # a rank's step (memory_of_parallel_step): the most each category held at any moment of the step
     largest_by_category: dict[str, int] | None = None
 
     def with_fit(self, label: str, budget_bytes: int) -> "MemoryReport":
-        """A new report that also names the largest batch fitting ``budget_bytes`` (``max_batch``)."""
+        """A new report that also names the largest batch fitting ``budget_bytes`` (``max_batch``),
+        and when none does (0), what batch 1 needs: a budget too small says by how much."""
         from dataclasses import replace
-        return replace(self, fit_budget=label, fit_bytes=int(budget_bytes), fit_batch=self.max_batch(budget_bytes))
+        largest = self.max_batch(budget_bytes)
+        needs = None if largest else self.peak_bytes if self.batch_size == 1 else self.predictor(1)
+        return replace(self, fit_budget=label, fit_bytes=int(budget_bytes), fit_batch=largest,
+                       fit_batch_1_bytes=needs)
 
     @property
     def saved_bytes(self) -> int:
-        """Bytes autograd saved for backward in the step (0 for inference)."""
-        return sum(layer.saved_bytes for layer in self.layers)
+        """Bytes autograd saved for backward by the layers in the step (0 for inference): each
+        layer's own, so none is counted twice."""
+        return sum(layer.own_saved_bytes for layer in self.layers)
 
     def layer(self, name: str) -> LayerMemory:
         for record in self.layers:
@@ -149,10 +157,12 @@ class MemoryReport:
                 "device": self.device, "target": self.target, "peak_bytes": self.peak_bytes,
                 "by_category": dict(self.by_category), "peak_at": self.peak_at, "saved_bytes": self.saved_bytes,
                 "layers": [{"name": r.name, "type": r.type, "depth": r.depth, "saved_bytes": r.saved_bytes,
-                            "forward_peak": r.forward_peak, "backward_peak": r.backward_peak}
+                            "own_saved_bytes": r.own_saved_bytes, "forward_peak": r.forward_peak,
+                            "backward_peak": r.backward_peak}
                            for r in self.layers],
                 "fit": None if self.fit_budget is None else {"budget": self.fit_budget, "bytes": self.fit_bytes,
-                                                              "largest_batch": self.fit_batch},
+                                                              "largest_batch": self.fit_batch,
+                                                              "batch_1_bytes": self.fit_batch_1_bytes},
                 "notes": list(self.notes),
                 **({} if self.largest_by_category is None else
                    {"largest_by_category": dict(self.largest_by_category)})}

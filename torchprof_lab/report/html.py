@@ -12,11 +12,13 @@ sweep, the roofline and the memory timeline. Every string is escaped: names are 
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 
-from .units import binary, shape_text, si
+from .units import binary, output_text, si
 
 CATEGORY_COLOURS = ("#4c78a8", "#9ecae9", "#f58518", "#e45756", "#54a24b", "#b279a2", "#eeca3b", "#9d755d")
+WRAPPED = ("Type", "Output")  # the layer table's text columns that may wrap (the names wrap too)
 TIMELINE_POINTS = 600  # a longer memory timeline is drawn from this many buckets, each at its highest
 
 
@@ -174,9 +176,11 @@ def _columns(report):
     memory = getattr(report, "memory", None)
     if memory is not None:
         by_name = {m.name: m for m in memory.layers}
+        whole = _memory_totals(memory)
 
         def mem(field):
-            return lambda r: getattr(by_name[r.name], field) if r.name in by_name else None
+            return lambda r: (getattr(by_name[r.name], field) if r.name in by_name
+                              else whole[field] if r is report.model_record else None)
 
         if memory.mode == "train":
             columns.append(("Saved for bwd", "num", mem("saved_bytes"), binary))
@@ -184,6 +188,18 @@ def _columns(report):
         if memory.mode == "train":
             columns.append(("Peak in bwd", "num", mem("backward_peak"), binary))
     return columns
+
+
+def _memory_totals(memory) -> dict:
+    """The Total row's memory cells: what the layers saved for backward, and the step's live bytes
+    at their highest in its forward and its backward (from the timeline of the reported step, as
+    each layer's figures are; None without a timeline)."""
+    peaks: dict[str, int] = {}
+    for point in memory.timeline:
+        if point.phase in ("forward", "backward") and point.total > peaks.get(point.phase, -1):
+            peaks[point.phase] = point.total
+    return {"saved_bytes": memory.saved_bytes, "forward_peak": peaks.get("forward"),
+            "backward_peak": peaks.get("backward")}
 
 
 def _parents(layers) -> list[int | None]:
@@ -196,17 +212,29 @@ def _parents(layers) -> list[int | None]:
     return parents
 
 
-def _cell(kind: str, value, fmt, record) -> str:
-    """A cell: its text, and the raw value it sorts on in data-v (empty when there is none)."""
+_BREAKS = re.compile(r"(?<=\.)(?=.)|(?<=[a-z0-9])(?=[A-Z][a-z])")
+
+
+def _breakable(text: str) -> str:
+    """``text`` escaped, with line-break opportunities (<wbr>) after a name's dots and between the
+    words of a CamelCase type: a narrow window wraps the layer table's names and types there (and
+    outputs at their spaces; a shape stays whole) instead of hiding its last columns."""
+    return "<wbr>".join(_e(part) for part in _BREAKS.split(text))
+
+
+def _cell(kind: str, value, fmt, record, wrap: bool = False) -> str:
+    """A cell: its text, and the raw value it sorts on in data-v (empty when there is none);
+    ``wrap``: its text may break over lines (the Type and Output columns)."""
     if isinstance(value, float) and not math.isfinite(value):
         value = None
     if fmt is None:  # the output shape, written as the text table writes it
-        shown = shape_text(record.output_shape) if record.ran else "(not run)"
+        shown = output_text(record)
     else:
         shown = "-" if value is None else fmt(value)
     classes = "num" if kind == "num" else f"bound-{value}" if value in ("memory", "compute") else ""
+    classes = f"{classes} wrap".strip() if wrap else classes
     raw = "" if value is None else repr(value) if kind == "num" else value
-    return f'<td class="{classes}" data-v="{_e(raw)}">{_e(shown)}</td>'
+    return f'<td class="{classes}" data-v="{_e(raw)}">{_breakable(shown) if wrap else _e(shown)}</td>'
 
 
 def _layer_tree(report, depth) -> str:
@@ -221,13 +249,13 @@ def _layer_tree(report, depth) -> str:
         toggle = ('<button class="toggle" type="button" aria-expanded="true" title="fold or unfold">&#9662;</button>'
                   if i in with_children else '<span class="toggle-space"></span>')
         cells = [f'<td class="name" style="--d:{max(record.depth - 1, 0)}" data-v="{_e(record.name)}">{toggle}'
-                 f'<span class="lname">{_e(record.name)}</span></td>']
-        cells += [_cell(kind, get(record), fmt, record) for _, kind, get, fmt in columns[1:]]
+                 f'<span class="lname">{_breakable(record.name)}</span></td>']
+        cells += [_cell(kind, get(record), fmt, record, name in WRAPPED) for name, kind, get, fmt in columns[1:]]
         rows.append(f'<tr data-id="{i}" data-parent="{"" if parent is None else parent}" data-depth="{record.depth}" '
                     f'data-name="{_e(record.name)}">{"".join(cells)}</tr>')
     total = report.model_record
     foot = ['<td class="name"><span class="toggle-space"></span>Total</td>']
-    foot += [_cell(kind, get(total), fmt, total) for _, kind, get, fmt in columns[1:]]
+    foot += [_cell(kind, get(total), fmt, total, name in WRAPPED) for name, kind, get, fmt in columns[1:]]
     chosen = depth if depth is not None and 1 <= depth < deepest else None
     options = "".join(f'<option value="{d}"{" selected" if d == chosen else ""}>{d}</option>'
                       for d in range(1, deepest))
@@ -562,8 +590,8 @@ header h1{margin:0;font-size:22px}
 nav{position:sticky;top:0;z-index:3;background:#fffffff0;border-bottom:1px solid var(--line);padding:8px 32px;
  display:flex;gap:18px;height:38px}
 nav a{color:var(--accent);text-decoration:none;font-weight:500}
-main{max-width:1320px;margin:0 auto;padding:4px 32px 32px}
-section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:14px 20px;margin:16px 0;
+main{max-width:1440px;margin:0 auto;padding:4px 24px 32px}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:14px 16px;margin:16px 0;
  scroll-margin-top:48px}
 h2{margin:0 0 10px;font-size:17px}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:0 0 24px}
@@ -590,6 +618,11 @@ th button.sort{all:unset;cursor:pointer}
 th[aria-sort=descending] button.sort::after{content:" \\25BC";font-size:9px}
 th[aria-sort=ascending] button.sort::after{content:" \\25B2";font-size:9px}
 td.name{padding-left:calc(6px + var(--d,0) * 18px)}
+#layer-table{font-size:12px}
+#layer-table th,#layer-table td{padding:3px 5px}
+#layer-table th{white-space:normal;vertical-align:bottom;font-size:11px}
+#layer-table td.name,#layer-table td.wrap{white-space:normal}
+#layer-table td.name{padding-left:calc(22px + var(--d,0) * 12px);text-indent:-18px}
 button.toggle{border:0;background:none;cursor:pointer;width:18px;padding:0;color:var(--muted);font-size:12px}
 .toggle-space{display:inline-block;width:18px}
 td.bound-memory{color:#2563eb}

@@ -15,7 +15,7 @@ import math
 from tabulate import tabulate
 
 from . import html
-from .units import binary, shape_text, si  # noqa: F401 - render.si and render.binary, as before
+from .units import binary, output_text, shape_text, si  # noqa: F401 - render.si and render.binary, as before
 
 CONVENTION = "1 MAC = 2 FLOPs; FLOPs = 2 x MACs + all other floating-point ops"
 CSV_FIELDS = ["name", "type", "depth", "params", "calls", "output_shape", "macs", "flops", "bytes",
@@ -42,8 +42,7 @@ def _rows(report, depth: int | None):
 
 
 def _row(r, label: str, backward: bool, timed: bool, roofline: bool = False):
-    shape = shape_text(r.output_shape) if r.ran else "(not run)"
-    row = [label, r.type, shape, si(r.params), si(r.macs), si(r.flops), si(r.bytes, "B"),
+    row = [label, r.type, output_text(r), si(r.params), si(r.macs), si(r.flops), si(r.bytes, "B"),
            f"{r.intensity:.1f}"]
     if backward:
         row += [si(r.backward_flops), si(r.total_flops)]
@@ -210,7 +209,7 @@ def _timing_parts(bench):
         if lat.n < 100:
             notes.append(f"{_which(r)}: p99 from only {lat.n} samples")
     env = bench.environment
-    where = env.get("gpu") or f"{env.get('cpu')}, {env.get('intra_op_threads')} threads"
+    where = env.get("gpu") or f"{env.get('cpu')}, {_threads(env.get('intra_op_threads'))}"
     precision = f"{bench.dtype} autocast" if bench.autocast else bench.dtype
     title = (f"Timing ({bench.mode}, {precision}, {bench.device}: {where}; clock {bench.clock}; "
              f"latency = one synchronized batch, back-to-back = batches queued with one sync)")
@@ -230,12 +229,29 @@ def _timing_parts(bench):
     if bench.max_batch is not None:
         lines.append(f"Largest batch that fits: {bench.max_batch}")
     if bench.layer_latency and bench.layer_latency_total:
-        top = sum(v for k, v in bench.layer_latency.items() if k and "." not in k)
-        lines.append(f"Per-layer pass: top-level layers sum to {top * 1e3:.3f} ms of a "
-                     f"{bench.layer_latency_total * 1e3:.3f} ms forward "
-                     f"({(1 - top / bench.layer_latency_total) * 100:.1f}% outside them, hooks included)")
+        lines.append(_layer_pass_line(bench))
     lines += [f"Note: {n}" for n in notes]
     return title, headers, rows, lines
+
+
+def _threads(count) -> str:
+    return f"{count} thread" if count == 1 else f"{count} threads"
+
+
+def _layer_pass_line(bench) -> str:
+    """The top-level layers' medians against the whole run's, in the per-layer pass. In training
+    the whole is the step (the layers' hooks time their forward only); each figure is the median
+    of its own samples, so the layers' sum can pass the whole: said so, not as a negative share."""
+    top = sum(v for k, v in bench.layer_latency.items() if k and "." not in k)
+    whole = bench.layer_latency_total
+    train = bench.mode == "train"
+    what = "training step" if train else "forward"
+    line = (f"Per-layer pass: top-level layers sum to {top * 1e3:.3f} ms of a {whole * 1e3:.3f} ms {what}"
+            + (" (forward, backward and optimizer step; layers time their forward only)" if train else ""))
+    if top > whole:
+        return line + (f"; the layers' medians sum to more than the {what}'s median: each is the median of its "
+                       "own samples (timing noise, hooks included)")
+    return line + f"; {(1 - top / whole) * 100:.1f}% of it outside them, hooks included"
 
 
 def timing_table(bench, tablefmt: str = "simple") -> str:
@@ -432,12 +448,18 @@ def _distributed(report):
         f"Total {report.total_samples_per_s:.1f} samples/s; slowest rank {report.slowest_rank}; single process "
         f"{report.single_samples_per_s:.1f} samples/s ({report.single_source}); scaling efficiency "
         f"{report.efficiency * 100:.1f}% = total / ({report.world_size} x single)",
-        f"All-gathers (forward, backward) and reduce-scatter per step: {report.comm_bytes_per_step / 1e6:.2f} MB "
-        f"sent per rank (parameters {report.param_bytes / 1e6:.2f} MB x 3(N-1)/N)" if sharded else
-        f"Gradient all-reduce per step: {report.allreduce_bytes_per_step / 1e6:.2f} MB sent per rank "
-        f"(parameters {report.param_bytes / 1e6:.2f} MB x 2(N-1)/N); all-reduce time is launch to completion "
+        f"All-gathers (forward, backward) and reduce-scatter per step: {binary(round(report.comm_bytes_per_step))} "
+        f"sent per rank (parameters {binary(report.param_bytes)} x 3(N-1)/N)" if sharded else
+        f"Gradient all-reduce per step: {binary(round(report.allreduce_bytes_per_step))} sent per rank "
+        f"(parameters {binary(report.param_bytes)} x 2(N-1)/N); all-reduce time is launch to completion "
         f"per bucket, overlapping the backward pass",
     ]
+    over = [r.rank for r in report.rows if r.comm_s_per_step is not None and r.comm_s_per_step > r.latency.p50]
+    if over:
+        notes.append(f"All-reduce ms/step is above the step's p50 on rank{'s' if len(over) > 1 else ''} "
+                     f"{', '.join(map(str, over))}: it is not a share of the step but the sum, over the step's "
+                     "buckets, of the time from a bucket's gradients being ready (the comm hook's launch) to its "
+                     "all-reduce future completing; those waits overlap the backward pass and each other")
     measured = [r.memory for r in report.rows if r.memory is not None]
     if measured:  # each rank's step measured by memory's tracker: the peak and its categories
         shown = [c for c in measured[0].by_category if any(m.by_category.get(c, 0) for m in measured)]
@@ -539,12 +561,13 @@ def _memory_parts(m):
     rows = [[c, binary(v), f"{v / peak * 100:.1f}"] for c, v in m.by_category.items()]
     rows.append(["Total (peak)", binary(m.peak_bytes), "100.0"])
     lines = [f"Peak: {binary(m.peak_bytes)} ({m.peak_bytes:,} bytes) during {m.peak_at}"]
-    saved = sum(r.saved_bytes for r in m.layers)
-    if m.mode == "train":
-        lines.append(f"Saved for backward by the layers: {binary(saved)}")
+    if m.mode == "train":  # a layer's saved bytes include its sublayers'; the report's sum counts each once
+        lines.append(f"Saved for backward by the layers: {binary(m.saved_bytes)}")
     if getattr(m, "fit_budget", None) is not None:
-        lines.append(f"Largest batch that fits in {m.fit_budget}: {m.fit_batch} (predicted peak at most "
-                     f"{binary(m.fit_bytes)}; allocator segments and the CUDA context not included)")
+        largest = (f"{m.fit_batch} (predicted peak at most {binary(m.fit_bytes)}" if m.fit_batch else
+                   f"none: batch 1 needs {binary(getattr(m, 'fit_batch_1_bytes', None) or 0)} (predicted peak")
+        lines.append(f"Largest batch that fits in {m.fit_budget}: {largest}; allocator segments and the CUDA "
+                     f"context not included)")
     lines += [f"Note: {n}" for n in m.notes]
     return title, ["Category", "At the peak", "%"], rows, lines
 
@@ -560,7 +583,8 @@ def _memory_layer_rows(m, depth, raw: bool = False):
 
 def memory_table(m, depth: int | None = None, tablefmt: str = "simple") -> str:
     """A memory report: bytes by category at the peak, then the layers (down to ``depth``,
-    2 by default) with what each saved for backward and the live bytes at their highest while it ran."""
+    2 by default) with what each saved for backward (its sublayers' included, as Params and MACs
+    include them) and the live bytes at their highest while it ran."""
     title, headers, rows, lines = _memory_parts(m)
     layer_headers, layer_rows = _memory_layer_rows(m, 2 if depth is None else depth)
     if tablefmt == "github":

@@ -4,8 +4,10 @@ One complete event ("X") per module call per timed run, nested as the calls were
 layer's counted MACs, FLOPs and bytes per call (its totals over its calls kept under
 ``layer_*_all_calls``) and parameters in its args, so summing spans counts no call twice; the
 timed runs laid end to end (the gaps between them removed), one thread per batch size; on a
-GPU, the NVML samples taken during the pass as counter tracks ("C"). Reads fields only: this
-module knows no result class.
+GPU, the NVML samples taken during the pass as counter tracks ("C"). In a training run, the time
+after the model's forward (loss, backward, optimizer step: the hooks time forwards only) is one
+span of its own, so the run's gap is labelled. Reads fields only: this module knows no result
+class.
 Format: the Trace Event Format document (Google, "JSON Object Format").
 """
 
@@ -16,6 +18,7 @@ import json
 from ..errors import ProfilerError
 
 PID = 1
+REST_OF_STEP = "loss, backward and optimizer step (not split by layer)"
 COUNTERS = (("watts", "GPU power", "W"), ("sm_clock_mhz", "SM clock", "MHz"),
             ("temperature_c", "GPU temperature", "C"))
 
@@ -46,6 +49,8 @@ def to_chrome_trace(report) -> dict:
             events.append({"name": span.name or report.model_record.type, "cat": "layer", "ph": "X", "pid": PID,
                            "tid": thread, "ts": (offset + span.start) * 1e6, "dur": span.seconds * 1e6,
                            "args": _layer_args(span, record, number)})
+        if timing.mode == "train":
+            events += _rest_of_step(forward, offset, thread, number)
     events += _counters(getattr(timing, "layer_power", ()), forwards, offsets)
     return {"traceEvents": events, "displayTimeUnit": "ms",
             "otherData": {"model": report.model, "device": timing.device, "dtype": timing.dtype,
@@ -53,7 +58,21 @@ def to_chrome_trace(report) -> dict:
                           "timed_runs": len(forwards),
                           "timeline": "the per-layer pass's timed runs laid end to end, the gaps between them "
                                       "removed; spans are module calls timed with hooks (on a GPU each "
-                                      "layer's end is synchronized)"}}
+                                      "layer's end is synchronized)" + (
+                                          "; in a training run, the span after the forward is the loss, "
+                                          "backward and optimizer step, not split by layer"
+                                          if timing.mode == "train" else "")}}
+
+
+def _rest_of_step(forward, offset: float, thread: int, run: int) -> list[dict]:
+    """A training run's time after the model's forward (the root span) to the run's end: the loss,
+    backward and optimizer step, which no module hook splits by layer, as one labelled span."""
+    ends = [span.start + span.seconds for span in forward.spans if span.name == ""]
+    if not ends or forward.seconds <= max(ends):
+        return []
+    start = max(ends)
+    return [{"name": REST_OF_STEP, "cat": "step", "ph": "X", "pid": PID, "tid": thread, "ts": (offset + start) * 1e6,
+             "dur": (forward.seconds - start) * 1e6, "args": {"run": run, "seconds": forward.seconds - start}}]
 
 
 def chrome_trace_json(report) -> str:

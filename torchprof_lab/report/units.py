@@ -1,5 +1,5 @@
 """How every rendering writes a number: decimal prefixes for counts and rates, binary units for
-memory; and an output shape. A leaf: render.py and html.py both write them this way, and
+memory; and a layer's output shape. A leaf: render.py and html.py both write them this way, and
 render.py imports html.py."""
 
 from __future__ import annotations
@@ -22,7 +22,29 @@ def binary(value: int) -> str:
 
 
 def shape_text(shape) -> str:
-    """An output shape as every rendering writes it: (2, 8) -> '2x8'; None -> '-'; anything else as str."""
+    """An output shape as every rendering writes it: (2, 8) -> '2x8'; a list or dict of them item
+    by item ('[1x256x768, None]': a None output is 'None', not its type's name); None (no output
+    recorded) -> '-'; anything else (a type name, a nested tensor's text) as str."""
     if shape is None:
         return "-"
-    return "x".join(str(d) for d in shape) if isinstance(shape, tuple) else str(shape)
+    return _shape_item(shape)
+
+
+def _shape_item(shape) -> str:
+    if shape is None or shape == "NoneType":  # counting names a None output by its type
+        return "None"
+    if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
+        return "x".join(str(d) for d in shape) if shape else "scalar"
+    if isinstance(shape, (list, tuple)):
+        return "[" + ", ".join(_shape_item(s) for s in shape) + "]"
+    if isinstance(shape, dict):
+        return "{" + ", ".join(f"{k}: {_shape_item(v)}" for k, v in shape.items()) + "}"
+    return str(shape)
+
+
+def output_text(record) -> str:
+    """A layer's Output cell: its output shape when it ran; '(container)' when it was not called
+    itself but modules inside it were (a ModuleList its parent iterates); else '(not run)'."""
+    if record.ran:
+        return shape_text(record.output_shape)
+    return "(container)" if getattr(record, "descendants_ran", False) else "(not run)"

@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+
+
+def _mode_for(path: str) -> int:
+    """The permission bits the written file gets: those of the file it replaces, else what
+    open() would give a new file (0o666 less the umask). mkstemp's own 0o600 would hide every
+    report, trace and baseline from the rest of a team."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (/proc/self/status on Linux); elsewhere
+    set and restored at once, as os.umask is the only way to read it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomically(path: str, text: str) -> str:
     """Write ``text`` (newline-terminated) to a temporary file beside ``path``, then rename it
-    over ``path``: readers see the old file or the new one, never a truncated one. Raises
-    OSError with the path in its message (missing folder, read-only, disk full)."""
+    over ``path``: readers see the old file or the new one, never a truncated one. The file
+    keeps the mode of the one it replaces, else gets a new file's (0o666 less the umask).
+    Raises OSError with the path in its message (missing folder, read-only, disk full)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OSError(f"cannot write {path}: folder {folder} does not exist")
@@ -23,6 +50,7 @@ def write_atomically(path: str, text: str) -> str:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except OSError as exc:
         try:
