@@ -71,7 +71,7 @@ class RankRow:
 
 
 @dataclass(frozen=True)
-class DistributedReport:
+class DistributedReport(render.Rendered):
     model: str
     backend: str
     world_size: int
@@ -117,9 +117,6 @@ class DistributedReport:
                 "scaling_efficiency": self.efficiency, "comm_bytes_per_step": self.comm_bytes_per_step,
                 "allreduce_bytes_per_step": self.allreduce_bytes_per_step if self.strategy == "ddp" else None,
                 "ranks": [r.to_dict() for r in self.rows]}
-
-    def __str__(self) -> str:
-        return render.render(self)
 
 
 def _timing_hook(record: list):

@@ -20,7 +20,6 @@ model's lock, with torch's RNG restored and under ``torch.inference_mode()``.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -83,7 +82,7 @@ class GenerationRow:
 
 
 @dataclass(frozen=True)
-class GenerationReport:
+class GenerationReport(render.Rendered):
     """Generation timing of one model across batch sizes, with the run's settings."""
 
     model: str
@@ -112,15 +111,6 @@ class GenerationReport:
                 "settings": self.settings, "environment": self.environment,
                 "rows": [r.to_dict() for r in self.rows],
                 "ceiling": self.ceiling.to_dict() if self.ceiling is not None else None, "notes": list(self.notes)}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
-
-    def to_table(self) -> str:
-        return render.render(self, "table")
-
-    def __str__(self) -> str:
-        return self.to_table()
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:

@@ -40,7 +40,7 @@ class PrecisionRow:
 
 
 @dataclass(frozen=True)
-class PrecisionReport:
+class PrecisionReport(render.Rendered):
     model: str
     device: str
     inputs: str  # "random ...", "given batch ..." or "DataLoader ..."
@@ -54,9 +54,6 @@ class PrecisionReport:
     def to_dict(self) -> dict:
         return {"model": self.model, "device": self.device, "inputs": self.inputs, "samples": self.samples,
                 "rows": [r.to_dict() for r in self.rows], "notes": list(self.notes)}
-
-    def __str__(self) -> str:
-        return render.render(self)
 
 
 def _serialized_bytes(model: nn.Module) -> int:

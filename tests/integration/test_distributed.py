@@ -134,8 +134,11 @@ def test_fsdp2_shards_parameters_gradients_and_adam_state():
         assert m["by_category"]["optimizer_state"] == 2 * (size // 2) + 6 * 4  # Adam's moments, sharded alike
         # one layer unsharded at a time, each its own fully_shard group: the largest is the middle one
         assert most["gathered_parameters"] == largest_layer
-        # its flat all-gather buffer, while the first layer's is still held (freed at the next all-gather)
-        assert most["comm_buffers"] == largest_layer + (64 * 256 + 256) * 4
+        # the flat all-gather and reduce-scatter buffers: the middle layer's and another layer's at least
+        # (usually the first layer's, still held until the next all-gather); how many overlap depends on
+        # when gloo's threads finish their work (under load: the middle one's and two of the last one's),
+        # never more than every layer's two buffers at once
+        assert largest_layer + (256 * 64 + 64) * 4 <= most["comm_buffers"] <= 2 * size
         assert m["peak_bytes"] == sum(m["by_category"].values()) < alone.peak_bytes
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
@@ -16,18 +15,12 @@ from .specs import UnknownGpuError, find_gpu
 
 
 @dataclass(frozen=True)
-class DeviceInfo:
+class DeviceInfo(render.Rendered):
     kind: str  # "gpu" or "cpu"
     fields: dict
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **self.fields}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
-
-    def __str__(self) -> str:
-        return render.render(self)
 
 
 def device_info(device=None, nvml=None) -> DeviceInfo:

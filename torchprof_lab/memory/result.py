@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,7 +42,7 @@ class TimelinePoint:
 
 
 @dataclass(frozen=True)
-class MemoryReport:
+class MemoryReport(render.Rendered):
     """The peak memory of one step (the second training step: the optimizer state exists)."""
 
     model: str
@@ -166,15 +165,3 @@ class MemoryReport:
                 "notes": list(self.notes),
                 **({} if self.largest_by_category is None else
                    {"largest_by_category": dict(self.largest_by_category)})}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
-
-    def to_markdown(self) -> str:
-        return render.render(self, "markdown")
-
-    def to_table(self) -> str:
-        return render.render(self, "table")
-
-    def __str__(self) -> str:
-        return self.to_table()

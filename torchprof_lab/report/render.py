@@ -332,6 +332,26 @@ def _within(layers, depth: int | None):
     return [r for r in layers if depth is None or r.depth <= depth]
 
 
+class Rendered:
+    """The renderings of a result value with ``to_dict()``: JSON, the table (also its ``str()``),
+    Markdown and HTML, all through ``render`` (a mixin of the result classes; it holds no data)."""
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(jsonable(self.to_dict()), indent=indent, allow_nan=False)
+
+    def to_table(self) -> str:
+        return render(self, "table")
+
+    def to_markdown(self) -> str:
+        return render(self, "markdown")
+
+    def to_html(self) -> str:
+        return render(self, "html")
+
+    def __str__(self) -> str:
+        return self.to_table()
+
+
 # ---------------------------------------------------------------------- every result, every format
 FORMATS = ("table", "json", "csv", "markdown", "html")
 

@@ -6,7 +6,6 @@ utilisation filled in rather than writing into these.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..report import render
@@ -118,7 +117,7 @@ class ForwardSpans:
 
 
 @dataclass(frozen=True)
-class BenchmarkReport:
+class BenchmarkReport(render.Rendered):
     """Timing of one model across batch sizes, with everything needed to reproduce it."""
 
     model: str
@@ -151,12 +150,3 @@ class BenchmarkReport:
                 "rows": [r.to_dict() for r in self.rows], "layer_latency_s": self.layer_latency,
                 "layer_latency_total_s": self.layer_latency_total,
                 "ceiling": self.ceiling.to_dict() if self.ceiling is not None else None}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
-
-    def to_table(self) -> str:
-        return render.timing_table(self)
-
-    def __str__(self) -> str:
-        return self.to_table()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..report import render
@@ -55,7 +54,7 @@ class TrackFigures:
 
 
 @dataclass(frozen=True)
-class TrackReport:
+class TrackReport(render.Rendered):
     """A tracked training loop: the counted first step, the run's figures and its logging windows."""
 
     model: str
@@ -92,14 +91,5 @@ class TrackReport:
                 "peak_memory_source": self.peak_memory_source, "summary": self.summary.to_dict(),
                 "windows": [w.to_dict() for w in self.windows], "uncounted_ops": dict(self.uncounted_ops),
                 "notes": list(self.notes)}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(render.jsonable(self.to_dict()), indent=indent, allow_nan=False)
-
-    def to_table(self) -> str:
-        return render.render(self, "table")
-
-    def __str__(self) -> str:
-        return self.to_table()
 
 
