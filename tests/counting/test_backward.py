@@ -5,7 +5,7 @@ import torchvision
 from torch import nn
 
 import torchprof_lab
-from conftest import meta_model
+from model_builders import meta_model
 
 
 def test_mlp_backward_exact():

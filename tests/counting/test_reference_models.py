@@ -6,7 +6,7 @@ import torchvision
 from torchvision.models import get_model_builder, get_model_weights
 
 import torchprof_lab
-from conftest import meta_model
+from model_builders import meta_model
 
 # every torchvision classifier, on the meta device (RegNets build on the CPU, uninitialised cost aside)
 CLASSIFIERS = sorted(torchvision.models.list_models(module=torchvision.models))
