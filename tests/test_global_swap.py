@@ -79,3 +79,18 @@ def test_the_memory_tracker_follows_resize_only_while_it_runs():
         st.resize_(16)  # bound like the method it stands for
         assert st.nbytes() == 16
     assert torch.UntypedStorage.resize_ is resize
+
+
+def test_a_wrapper_put_over_the_dispatcher_keeps_working_after_and_on_reentry():
+    """Someone wraps the global while a swap is on; the wrapper outlives the swap (calls still reach
+    the original), and a later swap over that wrapper does not loop back into itself."""
+    module, swap = _module()
+    original = module.f
+    with swap.installed(lambda replaced, x: ("handler", replaced(x))):
+        inner = module.f  # the dispatcher
+        module.f = lambda x: ("wrapper", inner(x))  # a library's wrapper, made while the swap is on
+    wrapper = module.f
+    assert wrapper(1) == ("wrapper", ("original", 1))  # no handler now: the dispatcher calls the original
+    with swap.installed(lambda replaced, x: ("handler", replaced(x))):
+        assert module.f(2) == ("handler", ("wrapper", ("original", 2)))  # the wrapper's call comes back once
+    assert module.f is wrapper and original(3) == ("original", 3)

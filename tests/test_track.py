@@ -265,4 +265,4 @@ def test_step_times_that_drift_are_said_in_the_notes():
     notes = tracker.report().notes
     drifted = [n for n in notes if n.startswith("step times: drifted: the second half of the run was +")]
     assert len(drifted) == 1 and "--warmup-time" not in drifted[0]
-    assert any(n.startswith("step times: p99 from only 12 samples") for n in notes)
+    assert not any("p99" in n for n in notes)  # the track table has no p99 column

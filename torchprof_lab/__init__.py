@@ -26,7 +26,8 @@ _PUBLIC = {
     ".timing.options": ("TimingOptions",),
     ".timing.result": ("BenchmarkReport", "BenchmarkRow"),
     ".timing.stats": ("LatencyStats",),
-    ".tracking.tracker": ("track",),
+    ".tracking.tracker": ("track", "Tracker"),
+    ".tracking.result": ("TrackReport", "TrackFigures"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 _ALIASES = {"Profile": "ProfileReport"}

@@ -23,15 +23,24 @@ class GlobalSwap:
         self.owner, self.name = owner, name
         self._lock = threading.Lock()
         self._users = 0
-        self._replaced = None
-        self._local = threading.local()
+        self._replaced = getattr(owner, name)  # kept after the last user: a wrapper someone put over
+        self._local = threading.local()        # the dispatcher meanwhile still reaches a function
         swap = self
 
         def dispatch(*args, **kwargs):  # a plain function: on a class it binds like the method it stands for
-            stack = getattr(swap._local, "handlers", None)
-            if stack:
-                return stack[-1](swap._replaced, *args, **kwargs)
-            return swap._replaced(*args, **kwargs)
+            local = swap._local
+            if getattr(local, "inside", False):  # the replaced value leads back here (a wrapper of ours)
+                return swap._first(*args, **kwargs)
+            stack = getattr(local, "handlers", None)
+            local.inside = True
+            try:
+                if stack:
+                    return stack[-1](swap._replaced, *args, **kwargs)
+                return swap._replaced(*args, **kwargs)
+            finally:
+                local.inside = False
+
+        self._first = self._replaced  # what the name held when the swap was made (torch's own function)
 
         self._dispatch = dispatch
 
@@ -45,7 +54,9 @@ class GlobalSwap:
         ``handler(replaced, *args)``."""
         with self._lock:
             if self._users == 0:
-                self._replaced = getattr(self.owner, self.name)
+                current = getattr(self.owner, self.name)
+                if current is not self._dispatch:
+                    self._replaced = current
                 setattr(self.owner, self.name, self._dispatch)
             self._users += 1
         stack = self._local.__dict__.setdefault("handlers", [])
@@ -56,7 +67,5 @@ class GlobalSwap:
             stack.remove(handler)
             with self._lock:
                 self._users -= 1
-                if self._users == 0:
-                    if self.active:
-                        setattr(self.owner, self.name, self._replaced)
-                    self._replaced = None
+                if self._users == 0 and self.active:
+                    setattr(self.owner, self.name, self._replaced)

@@ -18,6 +18,9 @@ def _inputs():
     yield torch.empty(2, 8, 6, device="meta", dtype=torch.float64)
     yield torch.empty(2, 16, 6, device="meta")[:, ::2]  # not dense: torch's kernel runs
     yield torch.empty(2, 6, 5, 8, device="meta").permute(0, 3, 1, 2)  # dense in another order: torch's kernel
+    yield torch.empty_strided((2, 1, 5), (5, 100, 1), device="meta")  # a size-1 dimension's odd stride kept
+    yield torch.empty(2, 8, 1, 1, device="meta").to(memory_format=torch.channels_last)
+    yield torch.empty(2, 1, 4, 4, device="meta").to(memory_format=torch.channels_last)
 
 
 def _same(fast, real):
@@ -63,3 +66,19 @@ def test_real_tensors_and_other_ops_run_torchs_kernel():
     assert fast_meta.run(aten.add.Tensor, (x, x), {}).equal(2 * x)
     ints = torch.empty(4, 8, device="meta", dtype=torch.int64)
     assert fast_meta.run(aten.relu.default, (ints,), {}).dtype == torch.int64  # not floating: torch's kernel
+
+
+def test_arguments_torch_refuses_still_raise():
+    """Shapes that do not fit go to torch's kernel, which raises as it would without the fast path."""
+    x = torch.empty(2, 8, device="meta")
+    with pytest.raises(RuntimeError):
+        fast_meta.run(aten.native_layer_norm.default, (x, [5], None, None, 1e-5), {})
+    with pytest.raises(RuntimeError):
+        fast_meta.run(aten.native_layer_norm.default, (x, [8], torch.empty(5, device="meta"), None, 1e-5), {})
+    wrong = torch.empty(5, device="meta")
+    with pytest.raises(RuntimeError):
+        fast_meta.run(aten.native_batch_norm.default, (x, wrong, None, None, None, True, 0.1, 1e-5), {})
+    import torchprof_lab
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(5))
+    with pytest.raises(torchprof_lab.ForwardError, match="normalized_shape"):
+        torchprof_lab.count(model, (8,), device="meta")

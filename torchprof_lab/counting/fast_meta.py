@@ -17,12 +17,23 @@ aten = torch.ops.aten
 _LOW = (torch.float16, torch.bfloat16)
 
 
+def _strides(shape, order) -> tuple[int, ...]:
+    """The strides of a dense tensor of ``shape`` laid out in ``order`` (innermost dimension last)."""
+    strides, step = [0] * len(shape), 1
+    for dim in reversed(order):
+        strides[dim] = step
+        step *= max(shape[dim], 1)
+    return tuple(strides)
+
+
 def _dense(t) -> bool:
-    """Contiguous in the default or the channels-last order: empty_like keeps its strides."""
-    if t.is_contiguous():
-        return True
-    return (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)) or \
-        (t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d))
+    """Laid out exactly as a new contiguous or channels-last tensor of its shape (size-1 dimensions
+    included: torch keeps their strides), so empty_like makes what torch's kernel makes."""
+    shape, stride = tuple(t.shape), t.stride()
+    orders = [tuple(range(t.dim()))]
+    if t.dim() in (4, 5):
+        orders.append((0, *range(2, t.dim()), 1))
+    return any(stride == _strides(shape, order) for order in orders)
 
 
 def _floating_meta(t) -> bool:
@@ -41,25 +52,40 @@ def _unary_(args, kwargs):
 
 def _batch_norm(args, kwargs):
     """native_batch_norm: the output like the input; mean and inverse std per channel (C,),
-    in fp32 for fp16/bf16 inputs (meta keeps them in eval too, as the decomposition does)."""
+    in fp32 for fp16/bf16 inputs (meta keeps them in eval too, as the decomposition does).
+    Arguments torch would refuse (a weight or statistics of another size, eval without running
+    statistics) go to torch's kernel, which raises."""
     x = args[0]
-    if not (_floating_meta(x) and _dense(x) and x.dim() >= 2) or kwargs:
+    if not (_floating_meta(x) and _dense(x) and x.dim() >= 2) or kwargs or len(args) != 8:
+        return None
+    channels = x.shape[1]
+    weight, bias, mean, var, training = args[1:6]
+    if channels == 0 or any(t is not None and tuple(t.shape) != (channels,) for t in (weight, bias, mean, var)):
+        return None
+    if not training and (mean is None or var is None):
         return None
     stat = torch.float32 if x.dtype in _LOW else x.dtype
-    channels = x.shape[1]
     return (torch.empty_like(x), torch.empty((channels,), dtype=stat, device=x.device),
             torch.empty((channels,), dtype=stat, device=x.device))
 
 
 def _layer_norm(args, kwargs):
-    """native_layer_norm: a contiguous output; mean and rstd over the leading dimensions with the
-    normalized ones kept as 1, in fp32 for fp16/bf16 inputs."""
-    x, normalized = args[0], args[1]
-    if not _floating_meta(x) or kwargs or not 0 < len(normalized) <= x.dim():
+    """native_layer_norm: the output like the input when it is contiguous, else contiguous (torch
+    normalises ``input.contiguous()``); mean and rstd over the
+    leading dimensions with the normalized ones kept as 1, in fp32 for fp16/bf16 inputs. A
+    normalized shape, weight or bias that does not fit goes to torch's kernel, which raises."""
+    if kwargs or len(args) != 5:
+        return None
+    x, normalized, weight, bias = args[0], tuple(args[1]), args[2], args[3]
+    k = len(normalized)
+    if not _floating_meta(x) or not _dense(x) or not 0 < k <= x.dim() or tuple(x.shape[-k:]) != normalized:
+        return None
+    if any(t is not None and tuple(t.shape) != normalized for t in (weight, bias)):
         return None
     stat = torch.float32 if x.dtype in _LOW else x.dtype
-    kept = tuple(x.shape[:x.dim() - len(normalized)]) + (1,) * len(normalized)
-    return (torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(kept, dtype=stat, device=x.device),
+    kept = tuple(x.shape[:x.dim() - k]) + (1,) * k
+    out = torch.empty_like(x) if x.is_contiguous() else torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    return (out, torch.empty(kept, dtype=stat, device=x.device),
             torch.empty(kept, dtype=stat, device=x.device))
 
 

@@ -23,7 +23,7 @@ class LayerMemory:
     saved_bytes: int  # this layer's ops and its descendants'
     forward_peak: int
     backward_peak: int
-    own_saved_bytes: int  # this layer's own ops only (not its children's)
+    own_saved_bytes: int | None = None  # this layer's own ops only (not its children's); None: not told
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class MemoryReport(render.Rendered):
     def saved_bytes(self) -> int:
         """Bytes autograd saved for backward by the layers in the step (0 for inference): each
         layer's own, so none is counted twice."""
-        return sum(layer.own_saved_bytes for layer in self.layers)
+        return sum(layer.own_saved_bytes or 0 for layer in self.layers)
 
     def layer(self, name: str) -> LayerMemory:
         for record in self.layers:

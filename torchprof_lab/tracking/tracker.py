@@ -383,7 +383,7 @@ class Tracker:
                          "pass batch_size=")
         if summary.latency is not None:  # the timing rules' warnings: noise and drift (docs/timing.md)
             notes.extend("step times: " + warning.replace("; a longer --warmup-time may settle it", "")
-                         for warning in summary.latency.warnings)
+                         for warning in summary.latency.warnings if not warning.startswith("p99"))
         if summary.flops_per_s is not None:
             notes.append("FLOP/s: each timed step's FLOPs are the counted step's, scaled by its tokens (or samples) "
                          "over the counted step's")
