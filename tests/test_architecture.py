@@ -104,3 +104,25 @@ def test_the_package_and_its_pytest_plugin_import_without_torch():
     assert set(torchprof_lab.__all__) <= set(dir(torchprof_lab))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         torchprof_lab.nope
+
+
+def test_the_mappings_inside_results_are_read_only_and_still_pickle():
+    """A frozen dataclass stops report.x = y; its dict fields refuse writes too (values.FrozenDict)."""
+    import pickle
+
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+    r = torchprof_lab.profile(model, (8,), batch_sizes=[2], memory=True, min_time=0.01, warmup=0)
+    for mapping in (r.uncounted_ops, r.memory.by_category, r.timing.settings, r.timing.environment,
+                    r.timing.layer_latency, torchprof_lab.device_info("cpu").fields):
+        with pytest.raises(TypeError, match="read-only"):
+            mapping["written"] = 1
+        with pytest.raises(TypeError):
+            mapping.update(written=1)
+    assert isinstance(r.memory.by_category, dict) and dict(r.memory.by_category)["parameters"] == 8 * 9 * 4
+    copy = pickle.loads(pickle.dumps(dataclasses.replace(r.memory, predictor=None)))
+    assert copy.by_category == r.memory.by_category and copy.layers == r.memory.layers
+    with pytest.raises(TypeError):
+        copy.by_category["written"] = 1
+    assert dataclasses.replace(r, notes=("a new value",)).uncounted_ops == r.uncounted_ops

@@ -35,6 +35,7 @@ from .timing.loop import clock_for, sample
 from .timing.options import TimingOptions
 from .timing.prepare import backend_settings, plan, prepared_model, timed_device
 from .timing.stats import LatencyStats
+from .values import freeze_mappings
 
 CACHES = ("dynamic", "static")
 
@@ -98,6 +99,9 @@ class GenerationReport(render.Rendered):
     rows: tuple[GenerationRow, ...]
     ceiling: object = None  # hardware.ceiling.Ceiling, or None (hardware=False, or not known)
     notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def row(self, batch_size: int) -> GenerationRow:
         for r in self.rows:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..report import render
 from ..timing.stats import LatencyStats
+from ..values import freeze_mappings
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class TrackReport(render.Rendered):
     windows: tuple[TrackFigures, ...] = ()  # the logging windows, in order
     uncounted_ops: dict = field(default_factory=dict)  # ops of the counted step with no cost formula
     notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def to_dict(self) -> dict:
         return {"model": self.model, "device": self.device, "dtype": self.dtype, "clock": self.timer,
