@@ -2,6 +2,7 @@
 made-up CPUs with known answers) and the measured attainable roofs (checked for real here)."""
 
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -172,3 +173,21 @@ def test_a_matmul_past_the_peak_is_flagged(monkeypatch):
     monkeypatch.setattr(cpu_roofs, "cpu_info", lambda measure_clock=True: slow)
     m = measure_cpu_ceilings.__wrapped__(dtype="fp32", budget=0.05, n=256, copy_mib=8)
     assert m.disturbed and m.matmul_flops > m.peak_flops and "clock read is wrong" in m.note
+
+
+def test_a_disturbed_measurement_is_taken_again_and_the_steadier_kept(monkeypatch):
+    """The roofline rests on the roofs: a disturbed measurement is repeated once, the steady one kept."""
+    base = dict(matmul_flops=1e11, copy_bytes_per_s=1e10, threads=2, seconds=0.5)
+    disturbed = cpu_roofs.MeasuredCeilings(**base, matmul_spread=7.1, disturbed=True, note="matmul spread 710% > 10%")
+    steady = cpu_roofs.MeasuredCeilings(**{**base, "matmul_flops": 4e11}, matmul_spread=0.02)
+    made = iter([disturbed, steady])
+    monkeypatch.setattr(cpu_roofs, "measure_once", lambda *args: next(made))
+    m = measure_cpu_ceilings.__wrapped__(budget=0.01)
+    assert m.matmul_flops == 4e11 and not m.disturbed and m.seconds == 1.0
+    assert m.note == ("measured twice: the first was disturbed (matmul spread 710% > 10%); the second was not; "
+                      "the second is kept")
+    made = iter([disturbed, replace(disturbed, matmul_spread=0.5, note="copy spread 50% > 10%")])
+    m = measure_cpu_ceilings.__wrapped__(budget=0.02)
+    assert m.disturbed and m.matmul_spread == 0.5 and m.note.endswith("the second is kept")
+    made = iter([steady])
+    assert measure_cpu_ceilings.__wrapped__(budget=0.03) is steady  # steady at once: measured once

@@ -8,7 +8,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -187,6 +187,22 @@ def _last_rate(probes, name: str) -> float:
 @lru_cache(maxsize=16)
 def measure_cpu_ceilings(threads: int | None = None, dtype: str = "fp32", budget: float = 1.0,
                          n: int | None = None, copy_mib: int = 128) -> MeasuredCeilings:
+    """The roofs, measured by ``measure_once``; a disturbed measurement is taken once more and the
+    steadier of the two kept (not disturbed first, then the smaller spread), with both said in its
+    note: the roofline and the bound labels rest on these figures. Cached per process."""
+    first = measure_once(threads, dtype, budget, n, copy_mib)
+    if not first.disturbed:
+        return first
+    second = measure_once(threads, dtype, budget, n, copy_mib)
+    kept = min((first, second), key=lambda m: (m.disturbed, max(m.matmul_spread, m.copy_spread)))
+    said = (f"measured twice: the first was disturbed ({first.note}); the second "
+            + (f"too ({second.note})" if second.disturbed else f"was not{f' ({second.note})' if second.note else ''}")
+            + f"; the {'first' if kept is first else 'second'} is kept")
+    return replace(kept, note=said, seconds=first.seconds + second.seconds)
+
+
+def measure_once(threads: int | None = None, dtype: str = "fp32", budget: float = 1.0,
+                 n: int | None = None, copy_mib: int = 128) -> MeasuredCeilings:
     """Median FLOP/s of a large matmul in ``dtype`` and bytes/s (read + write) of a ``copy_mib``
     MiB copy, in about ``budget`` seconds (3/4 matmul, 1/4 copy; at least 5 repeats each).
 
@@ -196,7 +212,7 @@ def measure_cpu_ceilings(threads: int | None = None, dtype: str = "fp32", budget
     fp32 matmul and says so in ``note``. ``disturbed`` is True, with the reason in ``note``, when
     a spread passes SPREAD_LIMIT, other processes used more than OTHERS_LIMIT of the machine's CPU
     time (/proc/stat), the hypervisor stole more than STEAL_LIMIT, or the median matmul passes the
-    theoretical peak (the clock read is wrong). Cached per process (threads, dtype, budget, ...).
+    theoretical peak (the clock read is wrong).
     """
     asked = cpu_dtype(dtype)
     run_dtype = "fp32" if asked == "int8" else asked
