@@ -24,7 +24,7 @@ from .precision_compare import compare_precision
 from .report.plot import batch_scaling_png, roofline_png
 from .report.render import FORMATS, render
 from .report.trace import chrome_trace_json
-from .report.write import write_atomically
+from .report.write import check_folder, write_atomically
 from .timing.benchmark import is_out_of_memory
 from .timing.options import TimingOptions
 
@@ -277,14 +277,8 @@ def _check_flags(args, mode: str) -> None:
 def _check_folders(args) -> None:
     """Every file asked for can be written, checked before the run (not after minutes of it)."""
     for flag in ("output", "trace", "roofline", "batch_plot"):
-        path = getattr(args, flag)
-        if not path:
-            continue
-        folder = os.path.dirname(os.path.abspath(path))
-        problem = ("does not exist" if not os.path.isdir(folder)
-                   else "is not writable" if not os.access(folder, os.W_OK) else None)
-        if problem:
-            raise OSError(f"cannot write --{flag.replace('_', '-')} {path}: the folder {folder} {problem}")
+        if getattr(args, flag):
+            check_folder(getattr(args, flag), "--" + flag.replace("_", "-"))
 
 
 def _timing_options(args, **fixed) -> TimingOptions:

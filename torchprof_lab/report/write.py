@@ -32,14 +32,23 @@ def _umask() -> int:
     return mask
 
 
+def check_folder(path: str, what: str = "") -> str:
+    """The folder ``path`` would be written into, if it exists and is writable; else an OSError
+    naming ``what`` (e.g. a flag) and the path. The CLI checks before a run, the writer again."""
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = ("does not exist" if not os.path.isdir(folder)
+               else "is not writable" if not os.access(folder, os.W_OK) else None)
+    if problem:
+        raise OSError(f"cannot write {what + ' ' if what else ''}{path}: the folder {folder} {problem}")
+    return folder
+
+
 def write_atomically(path: str, text: str) -> str:
     """Write ``text`` (newline-terminated) to a temporary file beside ``path``, then rename it
     over ``path``: readers see the old file or the new one, never a truncated one. The file
     keeps the mode of the one it replaces, else gets a new file's (0o666 less the umask).
     Raises OSError with the path in its message (missing folder, read-only, disk full)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise OSError(f"cannot write {path}: folder {folder} does not exist")
+    folder = check_folder(path)
     data = text if text.endswith("\n") else text + "\n"
     try:
         fd, tmp = tempfile.mkstemp(prefix=".torchprof_lab-", suffix=".tmp", dir=folder)
