@@ -48,10 +48,9 @@ class GlobalSwap:
     def active(self) -> bool:
         return getattr(self.owner, self.name) is self._dispatch
 
-    @contextlib.contextmanager
-    def installed(self, handler: Callable) -> Iterator[None]:
-        """While the block runs, this thread's calls of ``owner.name(*args)`` are
-        ``handler(replaced, *args)``."""
+    def install(self, handler: Callable) -> None:
+        """From now on, this thread's calls of ``owner.name(*args)`` are ``handler(replaced, *args)``
+        (the innermost handler installed wins), until ``uninstall(handler)``."""
         with self._lock:
             if self._users == 0:
                 current = getattr(self.owner, self.name)
@@ -59,13 +58,20 @@ class GlobalSwap:
                     self._replaced = current
                 setattr(self.owner, self.name, self._dispatch)
             self._users += 1
-        stack = self._local.__dict__.setdefault("handlers", [])
-        stack.append(handler)
+        self._local.__dict__.setdefault("handlers", []).append(handler)
+
+    def uninstall(self, handler: Callable) -> None:
+        self._local.handlers.remove(handler)
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self.active:
+                setattr(self.owner, self.name, self._replaced)
+
+    @contextlib.contextmanager
+    def installed(self, handler: Callable) -> Iterator[None]:
+        """``install(handler)`` for the block."""
+        self.install(handler)
         try:
             yield
         finally:
-            stack.remove(handler)
-            with self._lock:
-                self._users -= 1
-                if self._users == 0 and self.active:
-                    setattr(self.owner, self.name, self._replaced)
+            self.uninstall(handler)

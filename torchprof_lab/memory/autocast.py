@@ -50,7 +50,6 @@ class TargetKernels(TorchFunctionMode):
         self.unfused = 0  # attention calls left on the math path where the target fuses (GQA, not 4-D)
         self.target_math = 0  # attention calls the target itself runs on the math path (dropout on a CPU)
         self.inside = 0  # > 0 while a function the mode handles whole runs
-        self._swap = None
 
     def _attention_global(self, replaced, *args, **kwargs):
         """F.scaled_dot_product_attention while the mode runs: a call the mode cannot see (inside a
@@ -61,17 +60,15 @@ class TargetKernels(TorchFunctionMode):
 
     def __enter__(self):
         if self.attention is not None:
-            self._swap = functional_attention.installed(self._attention_global)
-            self._swap.__enter__()
+            functional_attention.install(self._attention_global)
         return super().__enter__()
 
     def __exit__(self, *exc):
         try:
             return super().__exit__(*exc)
         finally:
-            if self._swap is not None:
-                swap, self._swap = self._swap, None
-                swap.__exit__(None, None, None)
+            if self.attention is not None:
+                functional_attention.uninstall(self._attention_global)
 
     def clear(self) -> None:
         self.cache.clear()

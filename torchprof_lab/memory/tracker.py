@@ -131,7 +131,7 @@ class MemoryTracker(TorchDispatchMode):
         super().__init__()
         self.op_categories: dict = {}
         self.resizes = False
-        self._resize = None  # the storage_resize swap while resize_ is followed
+        self._following = False  # resize_ followed through the storage_resize swap
         self.device_type = device_type
         self.block = block
         self.layers = layers
@@ -224,18 +224,18 @@ class MemoryTracker(TorchDispatchMode):
         return out
 
     def __enter__(self):
-        if self.resizes and self._resize is None:
-            self._resize = storage_resize.installed(self._follow_resize)
-            self._resize.__enter__()
+        if self.resizes and not self._following:
+            storage_resize.install(self._follow_resize)
+            self._following = True
         return super().__enter__()
 
     def __exit__(self, *exc):
         try:
             return super().__exit__(*exc)
         finally:
-            if self._resize is not None:
-                swap, self._resize = self._resize, None
-                swap.__exit__(None, None, None)
+            if self._following:
+                storage_resize.uninstall(self._follow_resize)
+                self._following = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if types:  # a DTensor's op: let it run as its local ops, which come back here one by one
