@@ -35,7 +35,7 @@ from .timing.loop import clock_for, sample
 from .timing.options import TimingOptions
 from .timing.prepare import backend_settings, plan, prepared_model, timed_device
 from .timing.stats import LatencyStats
-from .values import freeze_mappings
+from .values import Value
 
 CACHES = ("dynamic", "static")
 
@@ -83,7 +83,7 @@ class GenerationRow:
 
 
 @dataclass(frozen=True)
-class GenerationReport(render.Rendered):
+class GenerationReport(render.Rendered, Value):
     """Generation timing of one model across batch sizes, with the run's settings."""
 
     model: str
@@ -99,9 +99,6 @@ class GenerationReport(render.Rendered):
     rows: tuple[GenerationRow, ...]
     ceiling: object = None  # hardware.ceiling.Ceiling, or None (hardware=False, or not known)
     notes: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def row(self, batch_size: int) -> GenerationRow:
         for r in self.rows:

@@ -13,13 +13,13 @@ from .dtypes import PRECISIONS
 from .report import render, trace
 from .memory.result import MemoryReport
 from .timing.result import BenchmarkReport
-from .values import freeze_mappings
+from .values import Value
 
 STORAGE_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
-class ProfileReport:
+class ProfileReport(Value):
     """Everything torchprof_lab measured about one model; render with str(), to_json() etc.
 
     ``dtype`` is the precision the counts describe (the timed precision when timed).
@@ -50,9 +50,6 @@ class ProfileReport:
     tokens_per_sample: int | None = None  # the sequence length, for a token model (llm.py)
     model_flops_per_token: float | None = None  # PaLM's 6N + 12LHQT (a third for inference), llm.py
     transformer_shape: dict | None = None  # L, H, Q, h, V the PaLM figure was computed with
-
-    def __post_init__(self):
-        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     # ------------------------------------------------------------------ totals
     @property

@@ -1,7 +1,7 @@
 """Result values stay values: the mappings inside a frozen result cannot be written into either.
 
-A frozen dataclass stops ``report.field = x`` but not ``report.by_category["x"] = 1``. Each result
-class calls ``freeze_mappings(self)`` after it is made, which turns its dict fields (nested ones
+A frozen dataclass stops ``report.field = x`` but not ``report.by_category["x"] = 1``. A result
+class with dict fields derives from ``Value``, whose ``__post_init__`` turns them (nested ones
 too) into ``FrozenDict``: a dict for every reader (JSON, ``dict(...)``, ``==``), which raises
 ``TypeError`` on any write, pickles (DDP gathers ranks' results) and copies.
 """
@@ -44,3 +44,10 @@ def freeze_mappings(result) -> None:
         value = getattr(result, f.name)
         if isinstance(value, dict) and not isinstance(value, FrozenDict):
             object.__setattr__(result, f.name, frozen(value))
+
+
+class Value:
+    """Base of the frozen result dataclasses that hold dicts: made once, read-only inside too."""
+
+    def __post_init__(self):
+        freeze_mappings(self)

@@ -12,16 +12,13 @@ from .cpu import cpu_info
 from .nvml import NOT_AVAILABLE, gpu_readings, handle_for, load_nvml
 from .peak import derived_bandwidth, derived_peak, peak_bandwidth, peak_flops
 from .specs import UnknownGpuError, find_gpu
-from ..values import freeze_mappings
+from ..values import Value
 
 
 @dataclass(frozen=True)
-class DeviceInfo(render.Rendered):
+class DeviceInfo(render.Rendered, Value):
     kind: str  # "gpu" or "cpu"
     fields: dict
-
-    def __post_init__(self):
-        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **self.fields}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..report import render
-from ..values import freeze_mappings
+from ..values import Value
 
 CATEGORIES = ("parameters", "buffers", "gradients", "optimizer_state", "activations", "temporary", "inputs")
 
@@ -43,7 +43,7 @@ class TimelinePoint:
 
 
 @dataclass(frozen=True)
-class MemoryReport(render.Rendered):
+class MemoryReport(render.Rendered, Value):
     """The peak memory of one step (the second training step: the optimizer state exists)."""
 
     model: str
@@ -68,9 +68,6 @@ class MemoryReport(render.Rendered):
     fit_batch_1_bytes: int | None = None  # when not even batch 1 fits: batch 1's predicted peak
     # a rank's step (memory_of_parallel_step): the most each category held at any moment of the step
     largest_by_category: dict[str, int] | None = None
-
-    def __post_init__(self):
-        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def with_fit(self, label: str, budget_bytes: int) -> "MemoryReport":
         """A new report that also names the largest batch fitting ``budget_bytes`` (``max_batch``),

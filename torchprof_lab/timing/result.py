@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..report import render
 from .stats import LatencyStats
-from ..values import freeze_mappings
+from ..values import Value
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class ForwardSpans:
 
 
 @dataclass(frozen=True)
-class BenchmarkReport(render.Rendered):
+class BenchmarkReport(render.Rendered, Value):
     """Timing of one model across batch sizes, with everything needed to reproduce it."""
 
     model: str
@@ -137,9 +137,6 @@ class BenchmarkReport(render.Rendered):
     layer_power: tuple = ()  # hardware.nvml.PowerSample readings during the per-layer pass (GPU, NVML)
     ceiling: object = None  # hardware.ceiling.Ceiling the rows were compared against
     autocast: bool = False  # a training step under autocast (fp32 master weights)
-
-    def __post_init__(self):
-        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def row(self, batch_size: int) -> BenchmarkRow:
         for r in self.rows:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..report import render
 from ..timing.stats import LatencyStats
-from ..values import freeze_mappings
+from ..values import Value
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class TrackFigures:
 
 
 @dataclass(frozen=True)
-class TrackReport(render.Rendered):
+class TrackReport(render.Rendered, Value):
     """A tracked training loop: the counted first step, the run's figures and its logging windows."""
 
     model: str
@@ -80,9 +80,6 @@ class TrackReport(render.Rendered):
     windows: tuple[TrackFigures, ...] = ()  # the logging windows, in order
     uncounted_ops: dict = field(default_factory=dict)  # ops of the counted step with no cost formula
     notes: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        freeze_mappings(self)  # its dict fields read-only too: a value, made once
 
     def to_dict(self) -> dict:
         return {"model": self.model, "device": self.device, "dtype": self.dtype, "clock": self.timer,
