@@ -18,6 +18,7 @@ def _inputs():
     yield torch.empty(2, 8, 6, device="meta", dtype=torch.float64)
     yield torch.empty(2, 16, 6, device="meta")[:, ::2]  # not dense: torch's kernel runs
     yield torch.empty(2, 6, 5, 8, device="meta").permute(0, 3, 1, 2)  # dense in another order: torch's kernel
+    yield torch.empty(2, 8, 5, 6, device="meta").permute(0, 2, 3, 1)  # ConvNeXt's LayerNorm input: an NHWC view
     yield torch.empty_strided((2, 1, 5), (5, 100, 1), device="meta")  # a size-1 dimension's odd stride kept
     yield torch.empty(2, 8, 1, 1, device="meta").to(memory_format=torch.channels_last)
     yield torch.empty(2, 1, 4, 4, device="meta").to(memory_format=torch.channels_last)

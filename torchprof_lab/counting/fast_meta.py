@@ -70,15 +70,19 @@ def _batch_norm(args, kwargs):
 
 
 def _layer_norm(args, kwargs):
-    """native_layer_norm: the output like the input when it is contiguous, else contiguous (torch
-    normalises ``input.contiguous()``); mean and rstd over the
-    leading dimensions with the normalized ones kept as 1, in fp32 for fp16/bf16 inputs. A
-    normalized shape, weight or bias that does not fit goes to torch's kernel, which raises."""
+    """native_layer_norm: torch normalises ``input.contiguous()``, so the output is a new contiguous
+    tensor, or like the input when that is already contiguous (a contiguous input whose size-1
+    dimensions have odd strides goes to torch's kernel: empty_like would not copy them); mean and
+    rstd over the leading dimensions with the normalized ones kept as 1, in fp32 for fp16/bf16
+    inputs. A normalized shape, weight or bias that does not fit goes to torch's kernel, which
+    raises. (ConvNeXt normalises a permuted, non-contiguous view.)"""
     if kwargs or len(args) != 5:
         return None
     x, normalized, weight, bias = args[0], tuple(args[1]), args[2], args[3]
     k = len(normalized)
-    if not _floating_meta(x) or not _dense(x) or not 0 < k <= x.dim() or tuple(x.shape[-k:]) != normalized:
+    if not _floating_meta(x) or not 0 < k <= x.dim() or tuple(x.shape[-k:]) != normalized:
+        return None
+    if x.is_contiguous() and not _dense(x):
         return None
     if any(t is not None and tuple(t.shape) != normalized for t in (weight, bias)):
         return None
