@@ -123,6 +123,9 @@ class _Parser(argparse.ArgumentParser):
         text = " ".join(str(message).split())
         if any(what in text for what in self._LISTED):
             text += f" ({self.prog} --help lists the flags)"
+        elif text.endswith("expected one argument"):  # the value may begin with '-', read as a flag
+            flag = text.removeprefix("argument ").split(":")[0].split("/")[-1]
+            text += f" (a value that begins with '-' is written {flag}=VALUE)"
         self.exit(2, f"torchprof_lab: error: {text}\n")
 
 

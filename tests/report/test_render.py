@@ -157,12 +157,12 @@ def test_output_text_of_none_outputs_containers_and_modules_not_run():
     h, spare = r.layer("h"), r.layer("spare")
     assert (h.calls, h.descendants_ran, h.macs, h.params) == (0, True, 2 * 2 * 64, 2 * 72)
     assert (spare.calls, spare.descendants_ran) == (0, False) and not r.layer("spare.0").descendants_ran
-    assert r.layer("h.0").output_shape == [(2, 8), "NoneType"]
+    assert r.layer("h.0").output_shape == [(2, 8), "None"]
     rows = {line.split()[0]: line.split() for line in r.to_table().splitlines()[2:10]}
     assert rows["h"][:3] == ["h", "ModuleList", "(container)"]
     assert rows["h.0"][:4] == ["h.0", "Attention", "[2x8,", "None]"]
     assert rows["spare"][:4] == ["spare", "Sequential", "(not", "run)"]
-    assert "NoneType" not in r.to_table() and "NoneType" not in r.to_markdown()
+    assert "NoneType" not in r.to_table() + r.to_markdown() + r.to_json()
     html = r.to_html()
     assert ">(container)</td>" in html and ">(not run)</td>" in html and "[2x8, None]" in html
     assert shape_text(None) == "-" and shape_text((2, 8)) == "2x8" and shape_text(()) == "scalar"

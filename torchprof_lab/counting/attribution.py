@@ -32,7 +32,7 @@ class Accumulator:
 
 
 def shape_of(value):
-    """A printable shape for a module output: a tuple, a list of them, or a type name.
+    """A printable shape for a module output: a tuple, a list of them, "None", or a type name.
 
     A nested tensor (the fast path of ``nn.TransformerEncoder`` with a padding mask makes
     them) has no ``.shape`` in the strided layout: it is described as a string,
@@ -46,7 +46,7 @@ def shape_of(value):
         return [shape_of(v) for v in value]
     if isinstance(value, dict):
         return {k: shape_of(v) for k, v in value.items()}
-    return type(value).__name__
+    return "None" if value is None else type(value).__name__
 
 
 def nested_shape(value: torch.Tensor) -> str:

@@ -31,7 +31,7 @@ def shape_text(shape) -> str:
 
 
 def _shape_item(shape) -> str:
-    if shape is None or shape == "NoneType":  # counting names a None output by its type
+    if shape is None or shape == "None":
         return "None"
     if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
         return "x".join(str(d) for d in shape) if shape else "scalar"
