@@ -1,5 +1,6 @@
 """A fake pynvml for unit-testing parsing on CPU machines: an A100 with a few unsupported calls."""
 
+import time
 from collections import namedtuple
 
 NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
@@ -67,3 +68,12 @@ class FakeNvml:
             raise NVMLError_NotSupported("energy")
         self.energy_mj += 5_000
         return self.energy_mj
+
+
+def sampled_once(sampler, seconds: float = 10.0) -> None:
+    """Until a PowerSampler's thread has taken a reading (a sleep alone may end before a loaded
+    machine schedules the thread), then 20 ms more for a few readings."""
+    deadline = time.monotonic() + seconds
+    while not sampler.timeline() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.02)

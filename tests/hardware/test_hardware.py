@@ -1,11 +1,10 @@
 """NVML parsing with a fake pynvml, the CPU description and its measured ceilings (for real)."""
 
 import math
-import time
 
 import pytest
 
-from fake_pynvml import FakeNvml
+from fake_pynvml import FakeNvml, sampled_once
 from torchprof_lab.hardware.cpu import cpu_info
 from torchprof_lab.hardware.cpu_roofs import measure_cpu_ceilings
 from torchprof_lab.hardware.ceiling import derived_gpu_ceiling
@@ -50,7 +49,7 @@ def test_peaks_from_table_or_derived():
 def test_power_sampler_energy_counter_or_sampled_power(energy):
     nvml = FakeNvml(energy=energy)
     with PowerSampler(nvml, ("handle", 0), interval=0.01) as sampler:
-        time.sleep(0.05)
+        sampled_once(sampler)  # the thread's reading; the exit takes one more
     s = sampler.summary()
     assert s.samples >= 2 and 250 <= s.mean_w <= 300 and s.peak_w <= 300
     assert s.max_temperature_c == 61 and s.min_sm_clock_mhz == 1410
@@ -87,7 +86,10 @@ def test_cpu_ceilings_measured_for_real_and_stable():
 
     if not (agreeing_pair("matmul_flops") and agreeing_pair("copy_bytes_per_s")):
         runs.append(measure_cpu_ceilings.__wrapped__(budget=0.5))
-    assert agreeing_pair("matmul_flops") and agreeing_pair("copy_bytes_per_s")
+    # Load that comes and goes (a 2-thread matmul falls 100x when another process wants a core)
+    # can spoil every run; then the measurement must have said so: at most one run not disturbed.
+    steady = [c for c in runs if not c.disturbed]
+    assert (agreeing_pair("matmul_flops") and agreeing_pair("copy_bytes_per_s")) or len(steady) <= 1, runs
     estimate = cpu_info().estimated_peak_flops
     if estimate:  # a measurement cannot beat the hardware by much
         assert max(c.matmul_flops for c in runs) < 1.2 * estimate

@@ -369,6 +369,7 @@ def run_threads(jobs: list, repeats: int) -> list:
     for t in threads:
         t.join(60)
     assert not errors, errors
+    assert not any(t.is_alive() for t in threads), "a thread still runs after 60 s"
     return results
 
 

@@ -41,7 +41,7 @@ class Chromium:
         os.close(child_in)
         os.close(child_out)
         self._buffer, self._next_id, self.events = b"", 0, []
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        target = self.send("Target.createTarget", {"url": "about:blank"}, timeout=60.0)["targetId"]  # the cold start
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable", session=True)

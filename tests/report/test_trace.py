@@ -11,7 +11,7 @@ import pytest
 from torch import nn
 
 import torchprof_lab
-from fake_pynvml import FakeNvml
+from fake_pynvml import FakeNvml, sampled_once
 from torchprof_lab.errors import ProfilerError
 from torchprof_lab.hardware.nvml import PowerSample, PowerSampler
 from torchprof_lab.report.trace import chrome_trace_json, to_chrome_trace
@@ -190,7 +190,7 @@ def test_nvml_samples_become_counter_tracks(report):
 def test_power_sampler_stamps_each_reading():
     before = time.monotonic()
     with PowerSampler(FakeNvml(), ("handle", 0), interval=0.01) as sampler:
-        time.sleep(0.03)
+        sampled_once(sampler)  # the thread's reading; the exit takes one more
     readings = sampler.timeline()
     assert len(readings) == sampler.summary().samples >= 2
     stamps = [r.at for r in readings]

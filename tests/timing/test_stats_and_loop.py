@@ -68,11 +68,20 @@ def test_sample_meets_min_runs_and_min_time():
 def test_sample_caps_and_runs_after_outside_the_timed_region():
     samples = sample(lambda: None, CpuClock(), min_time=100, min_runs=1, max_runs=50, max_time=100)
     assert len(samples) == 50
-    import time
 
-    after = []
-    samples = sample(lambda: None, CpuClock(), min_runs=3, max_runs=3, after=lambda: (time.sleep(0.01), after.append(1)))
-    assert len(after) == 3 and max(samples) < 0.01  # the sleep in after() is not timed
+    class LoggingClock:  # the order of the calls, not wall time: after() runs outside start..stop
+        def start(self):
+            log.append("start")
+            return 0.0
+
+        def stop(self, started):
+            log.append("stop")
+            return 1.0
+
+    log = []
+    samples = sample(lambda: log.append("step"), LoggingClock(), min_runs=3, max_runs=3,
+                     after=lambda: log.append("after"))
+    assert samples == [1.0] * 3 and log == ["start", "step", "stop", "after"] * 3
     assert sample(lambda: None, CpuClock(), min_runs=0, min_time=0) == []  # no warm-up asked: none run
 
 
@@ -80,4 +89,4 @@ def test_back_to_back_is_per_call():
     import time
 
     per_call = run_back_to_back(lambda: time.sleep(0.002), CpuClock(), repeats=5)
-    assert 0.002 <= per_call < 0.05
+    assert 0.002 <= per_call < 0.5  # a sleep never ends early; a loaded machine may end it late
