@@ -69,7 +69,8 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
             report = _count(work, args, kwargs, batch or 1, description, meta=meta, backward=backward,
                             train=backward if train is None else bool(train), strict=strict, depth=depth,
                             name=name or type(model).__name__, device=str(run_device), formulas=formulas,
-                            held=held, counted=want.name, cast=cast if meta else None, totals_of=model)
+                            held=held, counted=want.name, cast=cast if meta else None, totals_of=model,
+                            attention=_attention_target(model) if meta else None)
     if batch is None:  # the counts stand; only the batch label is unknown
         return replace(report, notes=(*report.notes, "batch size unknown: the inputs' first dimensions differ "
                                                      "(pass batch_size= to label it); shown as 1"))
@@ -77,11 +78,12 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
 
 
 def _count(model, args, kwargs, batch, description, *, meta, backward, train, strict, depth, name, device,
-           held, counted: str, formulas=None, cast=None, totals_of=None) -> ProfileReport:
+           held, counted: str, formulas=None, cast=None, totals_of=None, attention=None) -> ProfileReport:
     """One counting pass of ``model(*args, **kwargs)`` made into the report's records; parameter
-    and buffer totals are those of ``totals_of`` (the user's model, not a cast copy of it)."""
+    and buffer totals are those of ``totals_of`` (the user's model, not a cast copy of it);
+    ``attention``: the device whose attention kernel a meta pass counts (see ``run_pass``)."""
     result = run_pass(model, args, kwargs, meta=meta, backward=backward, train=train, formulas=formulas,
-                      cast=cast)
+                      cast=cast, attention=attention)
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)
     model_record, layers = layer_records(model, result)
@@ -94,6 +96,7 @@ def _count(model, args, kwargs, batch, description, *, meta, backward, train, st
         param_dtype=label(held), dtype=counted,
         embedding_params=embedding_params(totals_of if totals_of is not None else model),
         model_record=model_record, layers=tuple(layers), uncounted_ops=result.uncounted, depth=depth,
+        notes=result.notes,
     )
 
 
@@ -252,6 +255,13 @@ def _check_common(model, *, depth, name, formulas, **flags) -> None:
         raise ValueError(f"name must be a string, got {name!r}")
     if formulas is not None and not isinstance(formulas, dict):
         raise ValueError(f"formulas must be a dict {{op: formula}}, got {type(formulas).__name__}")
+
+
+def _attention_target(model: nn.Module) -> str | None:
+    """The device whose attention kernel a meta count follows: the model's own, CUDA for a model
+    on meta (as memory() predicts for); None (meta's own choice) for any other device."""
+    home = model_device(model).type
+    return "cuda" if home in ("meta", "cuda") else "cpu" if home == "cpu" else None
 
 
 def _resolve_device(model: nn.Module, device) -> tuple[bool, torch.device]:

@@ -65,6 +65,12 @@ flash_attention_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 efficient_attention = torch.ops.aten._scaled_dot_product_efficient_attention.default
 safe_softmax = torch.ops.aten._safe_softmax.default
 
+# torch's own choice of the kernel scaled_dot_product_attention runs for these tensors (an int, an
+# ``SDPBackend``), asked of CPU stand-ins by a meta pass that follows the CPU; and the context that
+# hides such a question of the profiler's from the dispatch modes (counter, memory tracker) running
+fused_sdp_choice = torch._fused_sdp_choice
+from torch.utils._python_dispatch import _disable_current_modes as dispatch_modes_off  # noqa: E402
+
 # nn.MultiheadAttention's F.multi_head_attention_forward calls torch.nn.functional's module global
 # ``scaled_dot_product_attention``; a function mode sees that forward whole (modes are off inside a
 # function they handle), so a meta prediction following the target's attention swaps the global
@@ -189,6 +195,8 @@ REQUIRED = (
     "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
     "torch.ops.aten._scaled_dot_product_efficient_attention",
     "torch.ops.aten._safe_softmax",
+    "torch._fused_sdp_choice",
+    "torch.utils._python_dispatch._disable_current_modes",
     "torch.nn.functional.multi_head_attention_forward",
     "torch._C._nn.scaled_dot_product_attention",
     "torch.UntypedStorage.resize_",
@@ -207,5 +215,5 @@ __all__ = [
     "can_decompose", "decompose", "get_sequence_nr", "current_autograd_node", "sequence_nr_of",
     "foreach_copy_", "own_parameters", "own_buffers", "module_containers", "child_modules", "COMPILED_PREFIX",
     "uncompiled", "uncompiled_name", "profiler_allocations", "flash_attention_cpu",
-    "efficient_attention", "safe_softmax", "fsdp_buffer_ops", "SDPA", "functional_attention", "storage_resize", "REQUIRED",
+    "efficient_attention", "safe_softmax", "fused_sdp_choice", "dispatch_modes_off", "fsdp_buffer_ops", "SDPA", "functional_attention", "storage_resize", "REQUIRED",
 ]

@@ -80,6 +80,44 @@ def test_sdpa_every_kernel(b, h, lq, lk, e, ev, device, grad):
     assert not r.uncounted_ops
 
 
+class Attend(nn.Module):
+    """scaled_dot_product_attention with its flags fixed, so the inputs are tensors only."""
+
+    def __init__(self, dropout=0.0, causal=False, gqa=False):
+        super().__init__()
+        self.flags = dict(dropout_p=dropout, is_causal=causal, enable_gqa=gqa)
+
+    def forward(self, q, k, v, mask=None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **self.flags)
+
+
+@SETTINGS
+@given(b=small, kv_heads=st.integers(1, 3), groups=st.integers(1, 2), lq=st.integers(1, 7), lk=st.integers(1, 7),
+       e=st.integers(1, 8), ev=st.sampled_from([None, 3]), three_d=st.booleans(),
+       mask=st.sampled_from([None, "bool", "float"]), causal=st.booleans(), dropout=st.booleans(),
+       backward=st.booleans())
+def test_sdpa_on_meta_counts_what_the_cpu_runs(b, kv_heads, groups, lq, lk, e, ev, three_d, mask, causal,
+                                                dropout, backward):
+    """A meta count follows the kernel the CPU takes (flash, or the math path for dropout and head sizes
+    that differ), with the CPU's own preparation (3-D inputs, bool masks, grouped heads): every
+    figure of the forward and the backward equals the CPU's."""
+    h, ev = kv_heads * groups, ev or e
+    lead = (b * h,) if three_d else (b, h)
+    kv_lead = (b * h,) if three_d else (b, kv_heads)
+    q, k, v = (torch.randn(*lead, lq, e), torch.randn(*kv_lead, lk, e), torch.randn(*kv_lead, lk, ev))
+    inputs = [t.requires_grad_(backward) for t in (q, k, v)]
+    if mask is not None and not causal:
+        inputs.append(torch.rand(lq, lk) > 0.3 if mask == "bool" else torch.randn(lq, lk))
+    model = Attend(0.5 if dropout else 0.0, causal, gqa=groups > 1 and not three_d)
+    train = dict(backward=True, train=dropout) if backward else dict(train=dropout)
+    cpu, meta = count(model, *inputs, **train), count(model, *inputs, device="meta", **train)
+    figures = lambda r: (r.macs, r.flops, r.backward_macs, r.backward_flops, r.uncounted_ops)  # noqa: E731
+    assert figures(meta) == figures(cpu)
+    fused = "counted on meta as the CPU's flash kernel" in " ".join(meta.notes)
+    math = "counted on the math path, which the CPU takes for them too" in " ".join(meta.notes)
+    assert fused != math and math == (dropout or ev != e)
+
+
 def test_sdpa_math_backend_matches_fused():
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

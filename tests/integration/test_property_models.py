@@ -204,9 +204,6 @@ def test_every_entry_point_leaves_any_model_as_it_was(kinds, evals, frozen):
     train_step(model, x)  # still trains: no inference tensor saved for backward, nothing on meta
 
 
-@pytest.mark.xfail(reason="scaled_dot_product_attention takes the fused CPU kernel on the CPU and the math path "
-                          "on meta (q and k scaled by two mul.Scalar ops: 2 x B*heads*T*head_dim FLOPs more on "
-                          "meta); a counting question outside issue 10", strict=False)
 def test_meta_and_cpu_agree_on_attention():
     model = Net(["attention"], [False], [False])
     x = torch.randn(B, T, D)

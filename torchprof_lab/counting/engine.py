@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ from torch.func import functional_call
 
 from ..errors import DataDependentError, ForwardError
 from ..model_state import meta_twins, model_restored
+from ..target_kernels import TargetKernels
 from ..torch_internals import tree_leaves
 from .attribution import Accumulator, LayerTracker
 from .dispatch import CountingMode, MetaValueRead
@@ -27,6 +29,7 @@ class PassResult:
     accumulators: dict[nn.Module, Accumulator]
     uncounted: dict[str, int]
     backward_ran: bool
+    notes: tuple[str, ...] = ()  # how meta stood in for the real device's kernels
 
 
 def _describe_shapes(args) -> str:
@@ -73,7 +76,8 @@ _PASS_LOCK = threading.RLock()
 
 
 def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backward: bool,
-             train: bool, formulas: dict | None = None, cast: torch.dtype | None = None) -> PassResult:
+             train: bool, formulas: dict | None = None, cast: torch.dtype | None = None,
+             attention: str | None = None) -> PassResult:
     """Count one forward (and backward if asked) of ``model(*args, **kwargs)``.
 
     On meta the model runs through ``functional_call`` with meta twins of its tensors (cast
@@ -81,7 +85,9 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
     (same objects, same values, modes, RNG state), also when its forward raises; a model with
     unmaterialised lazy layers is run on a copy, and the result's modules are the copy's.
     Gradients come from ``torch.autograd.grad``, so no ``.grad`` is left on any parameter.
-    ``formulas`` adds or overrides cost formulas for this pass.
+    ``formulas`` adds or overrides cost formulas for this pass. ``attention`` ("cpu" or "cuda"):
+    on meta, ``scaled_dot_product_attention`` is counted as that device's fused kernel, which the
+    real run takes (meta alone would take the math path, with its extra scaling ops).
     """
     if backward and torch.is_inference_mode_enabled():
         raise ValueError("backward=True cannot run inside torch.inference_mode(); count outside it")
@@ -91,6 +97,7 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
         root = accumulators[work]
         tracker = LayerTracker(accumulators, root, track_backward=backward)
         counter = CountingMode(tracker, table=formula_table(formulas))
+        kernels = TargetKernels(None, attention) if meta and attention else nullcontext()
         substitutes = meta_twins(work, cast) if meta and not run.copied else {}
         if run.copied:  # materialise the lazy layers first: initialising them is not the forward's work
             try:
@@ -102,7 +109,7 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
         try:
             grad_ctx = torch.enable_grad() if backward else torch.no_grad()
             try:
-                with grad_ctx, counter:
+                with grad_ctx, kernels, counter:
                     if substitutes:
                         out = functional_call(work, substitutes, args, kwargs, strict=False, tie_weights=True)
                     else:
@@ -115,11 +122,32 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
                 raise ForwardError(layer.name, layer.type, _describe_shapes(layer_args or args),
                                    _first_line(exc)) from exc
             if backward:
-                _count_backward(work, substitutes, out, (args, kwargs), counter)
+                with kernels:
+                    _count_backward(work, substitutes, out, (args, kwargs), counter)
         finally:
             tracker.detach()
     uncounted = {str(op): calls for op, calls in counter.uncounted.items()}
-    return PassResult(accumulators, uncounted, backward)
+    return PassResult(accumulators, uncounted, backward, _attention_notes(kernels, attention))
+
+
+def _attention_notes(kernels, attention: str | None) -> tuple[str, ...]:
+    """What the report says of scaled_dot_product_attention counted on meta for ``attention``."""
+    if not isinstance(kernels, TargetKernels):
+        return ()
+    calls = lambda n: f"{n} call{'s' if n != 1 else ''}"  # noqa: E731
+    device = "CUDA's memory-efficient" if attention == "cuda" else "the CPU's flash"
+    notes = []
+    if kernels.fused:
+        notes.append(f"scaled_dot_product_attention ({calls(kernels.fused)}) counted on meta as {device} kernel, "
+                     f"which the {attention.upper()} run takes")
+    if kernels.target_math:
+        notes.append(f"scaled_dot_product_attention ({calls(kernels.target_math)}: dropout, or head sizes that "
+                     f"differ) counted on the math path, which the CPU takes for them too")
+    if kernels.unfused:
+        notes.append(f"scaled_dot_product_attention ({calls(kernels.unfused)}: grouped heads, or not 4-D) counted "
+                     f"on meta's math path; the {attention.upper()} run may fuse them (a few elementwise FLOPs "
+                     f"fewer)")
+    return tuple(notes)
 
 
 def _count_backward(model: nn.Module, substitutes: dict, out, inputs, counter: CountingMode) -> None:

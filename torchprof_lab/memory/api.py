@@ -21,7 +21,7 @@ from ..model_state import check_device, floating_dtype, model_copy, model_device
 from ..optimizers import make_optimizer
 from ..timing.prepare import precision_plan, trainable_outputs
 from ..torch_internals import tree_leaves, tree_map
-from .autocast import TargetKernels
+from ..target_kernels import TargetKernels
 from .result import CATEGORIES, LayerMemory, MemoryReport, TimelinePoint
 from .tracker import CUDA_BLOCK, LayerHooks, MemoryTracker
 
@@ -231,10 +231,11 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
                      + ("memory-efficient attention, which keeps the output and the log-sum-exp as flash attention "
                         "does" if target == "cuda" else "the CPU flash kernel"))
     if meta and mixed.target_math:
-        notes.append(f"scaled_dot_product_attention with dropout ({mixed.target_math} calls) takes the math path on "
-                     "the CPU too (its flash kernel has no dropout): predicted as such, the probabilities kept")
+        notes.append(f"scaled_dot_product_attention ({mixed.target_math} calls: dropout, or head sizes that differ) "
+                     "takes the math path on the CPU too (torch's CPU choice): predicted as such, the probabilities "
+                     "kept")
     if meta and (mixed.unfused or (tracker.math_attention and not mixed.target_math)):
-        notes.append("some attention ran the math path on meta (grouped-query attention, or inside a function "
+        notes.append("some attention ran the math path on meta (grouped-query attention on CUDA, or inside a function "
                      "seen whole): it keeps the attention probabilities for backward, where the target's fused "
                      "kernels keep only the log-sum-exp; those layers are over-predicted")
     if target == "cuda":

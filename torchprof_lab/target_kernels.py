@@ -8,7 +8,9 @@ matmuls, attention) get their floating arguments cast to fp16/bf16, the ops it r
 parameter are cached for the step as autocast caches them.
 
 On meta, ``scaled_dot_product_attention`` would take its math path (the attention probabilities
-kept for backward); the same mode sends it to the fused kernel the target runs instead.
+kept for backward, and a few scaling ops more); the same mode sends it to the kernel the target
+runs instead: for a CPU, the one torch's own CPU choice picks for stand-ins of the same shapes.
+Both the memory prediction and the meta count run under it, so they see what the device would.
 
 A function that dispatches as one torch function is seen whole by the mode (modes are off inside
 it). ``F.multi_head_attention_forward``, which ``nn.MultiheadAttention`` uses, calls the module
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 from torch.overrides import TorchFunctionMode
 
-from ..torch_internals import SDPA, efficient_attention, flash_attention_cpu, functional_attention
+from .torch_internals import (SDPA, dispatch_modes_off, efficient_attention, flash_attention_cpu, functional_attention,
+                              fused_sdp_choice)
 
 LOW = {F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
        torch.bmm, torch.Tensor.bmm, torch.addmm, torch.baddbmm, torch.conv1d, torch.conv2d, torch.conv3d,
@@ -32,6 +36,19 @@ LOW = {F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, tor
 FP32 = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, torch.Tensor.softmax, torch.Tensor.log_softmax,
         F.layer_norm, torch.layer_norm, F.group_norm, torch.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss,
         F.binary_cross_entropy_with_logits}
+
+
+def _cpu_stand_in(t):
+    """A CPU tensor with ``t``'s shape, dtype and last-dim stride that holds one row (every other
+    stride 0): what torch's CPU kernel choice reads, without the memory of ``t``."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    if t.dim() == 0:
+        return torch.empty((), dtype=t.dtype)
+    last = t.stride(-1)
+    row = torch.empty(max(0, (t.shape[-1] - 1) * last + 1), dtype=t.dtype)
+    return row.as_strided(t.shape, (0,) * (t.dim() - 1) + (last,)).requires_grad_(t.requires_grad
+                                                                                  and t.is_floating_point())
 
 
 class TargetKernels(TorchFunctionMode):
@@ -93,15 +110,12 @@ class TargetKernels(TorchFunctionMode):
         q, k, v = given.get("query"), given.get("key"), given.get("value")
         mask, dropout = given.get("attn_mask"), given.get("dropout_p", 0.0)
         causal, scale = given.get("is_causal", False), given.get("scale")
+        if self.attention == "cpu" and all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+            return self._cpu_attention(q, k, v, mask, dropout, causal, scale, bool(given.get("enable_gqa")))
         if (not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
                 or given.get("enable_gqa") or q.shape[1] != k.shape[1] or not q.is_floating_point()):
             self.unfused += 1
             return None
-        if self.attention == "cpu":
-            if dropout:  # the CPU's flash kernel takes no dropout: torch runs the math path there too
-                self.target_math += 1
-                return None
-            return flash_attention_cpu(q, k, v, 0.0, causal, attn_mask=mask, scale=scale)[0]
         bias = None
         if mask is not None:  # CUDA's memory-efficient kernel takes the mask as an additive bias
             if mask.dtype == torch.bool:
@@ -109,6 +123,27 @@ class TargetKernels(TorchFunctionMode):
             bias = mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
         grad = q.requires_grad or k.requires_grad or v.requires_grad
         return efficient_attention(q, k, v, bias, grad, float(dropout), causal, scale=scale)[0]
+
+    def _cpu_attention(self, q, k, v, mask, dropout, causal, scale, gqa):
+        """The CPU's flash kernel where torch's own CPU choice (asked with stand-ins of the same
+        shapes, dtypes and last-dim strides) takes it, prepared as the CPU's call prepares it (3-D
+        inputs unsqueezed, a bool mask made additive); None where the CPU runs the math path
+        (dropout, head sizes that differ, ...), counted in ``target_math``."""
+        with dispatch_modes_off():  # the profiler's own question: no counter or tracker sees it
+            stand = [_cpu_stand_in(t) for t in (q, k, v, mask)]
+            choice = fused_sdp_choice(*stand[:3], attn_mask=stand[3], dropout_p=float(dropout),
+                                      is_causal=bool(causal), scale=scale, enable_gqa=gqa)
+        if choice != int(SDPBackend.FLASH_ATTENTION):
+            self.target_math += 1
+            return None
+        three_d = q.dim() == 3
+        if three_d:
+            q, k, v = (t.unsqueeze(0) for t in (q, k, v))
+        if mask is not None and mask.dtype == torch.bool:
+            zero, minus_inf = (torch.scalar_tensor(x, dtype=q.dtype, device=q.device) for x in (0.0, float("-inf")))
+            mask = torch.where(mask, zero, minus_inf)
+        out = flash_attention_cpu(q, k, v, 0.0, causal, attn_mask=mask, scale=scale)[0]
+        return out.squeeze(0) if three_d else out
 
     def attend(self, args, kwargs):
         """scaled_dot_product_attention as the target runs it: its fused kernel where it has one."""
