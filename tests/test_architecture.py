@@ -121,8 +121,14 @@ def test_the_mappings_inside_results_are_read_only_and_still_pickle():
         with pytest.raises(TypeError):
             mapping.update(written=1)
     assert isinstance(r.memory.by_category, dict) and dict(r.memory.by_category)["parameters"] == 8 * 9 * 4
-    copy = pickle.loads(pickle.dumps(dataclasses.replace(r.memory, predictor=None)))
-    assert copy.by_category == r.memory.by_category and copy.layers == r.memory.layers
+    assert r.memory.max_batch(2 ** 20) > 2  # it predicts other batches: it holds the model's step
+    whole = pickle.loads(pickle.dumps(r))  # the whole profile, its memory report's predictor left behind
+    copy = whole.memory
+    assert copy.by_category == r.memory.by_category and copy.layers == r.memory.layers and copy == r.memory
+    assert whole.layers == r.layers and whole.timing == r.timing
+    with pytest.raises(ValueError, match="unpickled"):
+        copy.max_batch(2 ** 20)
+    assert r.memory.predictor is not None  # the original keeps its own
     with pytest.raises(TypeError):
         copy.by_category["written"] = 1
     assert dataclasses.replace(r, notes=("a new value",)).uncounted_ops == r.uncounted_ops

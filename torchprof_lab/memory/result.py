@@ -69,6 +69,10 @@ class MemoryReport(render.Rendered, Value):
     # a rank's step (memory_of_parallel_step): the most each category held at any moment of the step
     largest_by_category: dict[str, int] | None = None
 
+    def __getstate__(self):
+        """Pickled without ``predictor`` (it runs the user's model, which a pickle does not carry)."""
+        return {**self.__dict__, "predictor": None}
+
     def with_fit(self, label: str, budget_bytes: int) -> "MemoryReport":
         """A new report that also names the largest batch fitting ``budget_bytes`` (``max_batch``),
         and when none does (0), what batch 1 needs: a budget too small says by how much."""
@@ -96,7 +100,8 @@ class MemoryReport(render.Rendered, Value):
         The peak is near linear in the batch: two predictions give the line, the line gives a
         guess, and predictions around the guess confirm it (a few predictions in all)."""
         if self.predictor is None:
-            raise ValueError("this report cannot predict other batch sizes (its inputs were fixed)")
+            raise ValueError("this report cannot predict other batch sizes: its inputs were fixed, or it was "
+                             "unpickled (predicting runs the model, which a pickle does not carry)")
         if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, (int, float)) or budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be a positive number of bytes, got {budget_bytes!r}")
         peaks: dict[int, int] = {self.batch_size: self.peak_bytes}
