@@ -272,6 +272,13 @@ def test_written_files_get_a_new_files_mode_or_keep_the_replaced_ones(tmp_path, 
         kept.chmod(0o664)
         assert main(["resnet18", "--device", "meta", "--format", "json", "--output", str(kept)]) == 0
         assert mode(kept) == 0o664 and json.loads(kept.read_text())["params"] == 11689512
+        (tmp_path / "reports").mkdir()
+        dated, latest = tmp_path / "reports" / "2026-11-25.txt", tmp_path / "latest.txt"
+        dated.write_text("old")
+        latest.symlink_to(dated)
+        assert write_atomically(str(latest), "new") == str(latest)  # written through the link, which stays
+        assert latest.is_symlink() and dated.read_text() == "new\n" and latest.read_text() == "new\n"
+        assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["2026-11-25.txt"]  # no temp left
     finally:
         os.umask(old_mask)
 

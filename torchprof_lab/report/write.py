@@ -47,8 +47,11 @@ def write_atomically(path: str, text: str) -> str:
     """Write ``text`` (newline-terminated) to a temporary file beside ``path``, then rename it
     over ``path``: readers see the old file or the new one, never a truncated one. The file
     keeps the mode of the one it replaces, else gets a new file's (0o666 less the umask).
-    Raises OSError with the path in its message (missing folder, read-only, disk full)."""
-    folder = check_folder(path)
+    A symbolic link (a ``latest.html`` pointing at a dated report) is written through: the file
+    it points at is replaced, the link stays. Raises OSError with the path in its message
+    (missing folder, read-only, disk full)."""
+    real = os.path.realpath(path) if os.path.islink(path) else path
+    folder = check_folder(real)
     data = text if text.endswith("\n") else text + "\n"
     try:
         fd, tmp = tempfile.mkstemp(prefix=".torchprof_lab-", suffix=".tmp", dir=folder)
@@ -59,8 +62,8 @@ def write_atomically(path: str, text: str) -> str:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
+        os.chmod(tmp, _mode_for(real))
+        os.replace(tmp, real)
     except OSError as exc:
         try:
             os.unlink(tmp)
