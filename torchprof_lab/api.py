@@ -21,7 +21,7 @@ from .errors import ForwardError, ProfilerError, UncountedOpsError
 from .hardware.ceiling import ceiling_for
 from .hardware.compare import HardwareComparison, compare
 from .memory.api import memory as memory_of
-from .inputs import call_args, check_batch_size, check_shape, infer_batch, make_inputs
+from .inputs import batch_label_note, call_args, check_batch_size, check_shape, infer_batch, make_inputs
 from .model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
 from .result import ProfileReport
 from .timing.benchmark import benchmark, is_out_of_memory
@@ -71,6 +71,9 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
                             name=name or type(model).__name__, device=str(run_device), formulas=formulas,
                             held=held, counted=want.name, cast=cast if meta else None, totals_of=model,
                             attention=_attention_target(model) if meta else None)
+    said = batch_label_note(args, kwargs, batch_size) if inputs is not None and not callable(inputs) else None
+    if said:
+        report = replace(report, notes=(*report.notes, said))
     if batch is None:  # the counts stand; only the batch label is unknown
         return replace(report, notes=(*report.notes, "batch size unknown: the inputs' first dimensions differ "
                                                      "(pass batch_size= to label it); shown as 1"))
@@ -182,9 +185,10 @@ def _profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_s
 
         fixed_inputs = inputs is not None and not callable(inputs)
         try:
-            bench = benchmark(model, input_shape, None if fixed_inputs else sizes, inputs=inputs, device=device,
-                              batch_size=batch_size if fixed_inputs else None, options=options, counts=counts,
-                              name=name)
+            # fixed inputs are one batch: batch_sizes asked beside them reach benchmark, which refuses others
+            bench = benchmark(model, input_shape, (batch_sizes or None) if fixed_inputs else sizes, inputs=inputs,
+                              device=device, batch_size=batch_size if fixed_inputs else None, options=options,
+                              counts=counts, name=name)
         except Exception as exc:
             if is_out_of_memory(exc) or isinstance(exc, ProfilerError):
                 raise

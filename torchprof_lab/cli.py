@@ -272,6 +272,8 @@ def _check_flags(args, mode: str) -> None:
         raise UsageError("--optimizer sets the optimizer of a training step: add --train")
     if args.sweep_budget is not None and not args.sweep:
         raise UsageError("--sweep-budget applies to --sweep")
+    if args.sweep and args.batch:
+        raise UsageError("--sweep times powers of two from 1 up, so --batch would not be timed: give one of them")
     if mode in ("compare_dtypes", "ddp", "count") and args.batch and len(args.batch) > 1:
         what = _switch(args, mode)
         raise UsageError(f"{what} takes one batch size, got {len(args.batch)}")

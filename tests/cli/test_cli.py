@@ -50,6 +50,8 @@ def test_factory_spec_and_backward(capsys):
     (["resnet18", "--device", "meta", "--per-layer", "--min-time", "1"], "--min-time, --per-layer do not apply"),
     (["resnet18", "--compare-dtypes", "bf16", "--per-layer"], "--per-layer does not apply to --compare-dtypes"),
     (["resnet18", "--sweep-budget", "5"], "--sweep-budget applies to --sweep"),
+    (["resnet18", "--batch", "3,5", "--sweep"], "--sweep times powers of two from 1 up, so --batch would not be "
+                                                "timed: give one of them"),
     (["resnet18", "--ddp", "--compare-dtypes", "bf16"], "separate modes"),
     (["resnet18", "--batch", "1,2", "--compare-dtypes", "bf16"], "takes one batch size"),
     (["resnet18", "--batch", "1,4", "--no-timing"], "counting only (--no-timing or --device meta) takes one batch"),

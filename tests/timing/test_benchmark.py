@@ -118,7 +118,22 @@ def test_out_of_memory_becomes_a_row_and_sweep_stops(error):
 def test_listed_sizes_go_on_after_an_oom_row_and_max_batch_is_found():
     b = torchprof_lab.benchmark(OutOfMemoryAbove(11), (4,), [4, 16, 2], max_batch=True, **FAST)
     assert [r.status for r in b.rows] == ["ok", "OOM", "ok"]
-    assert b.max_batch == 11
+    assert b.max_batch == 11 and b.max_batch_bounded and "Largest batch that fits: 11\n" in str(b) + "\n"
+    assert b.to_dict()["max_batch_bounded"] is True
+
+
+def test_a_sweep_with_batch_sizes_is_refused():
+    with pytest.raises(ValueError, match=r"batch sizes \[3, 5\] would not be timed: give batch sizes or sweep"):
+        torchprof_lab.benchmark(nn.Linear(4, 4), (4,), [3, 5], sweep=True, **FAST)
+
+
+def test_max_batch_without_a_failure_is_only_a_lower_bound_and_says_so():
+    """Nothing tried ran out of memory: the largest batch tried is not called the largest that fits."""
+    b = torchprof_lab.benchmark(OutOfMemoryAbove(100), (4,), [1, 8], max_batch=True, **FAST)
+    assert b.max_batch == 8 and not b.max_batch_bounded and b.max_batch_text == "≥ 8"
+    assert "Largest batch that fits: ≥ 8 (the largest tried; nothing ran out of memory)" in str(b)
+    assert b.to_dict()["max_batch_bounded"] is False and "fits: ≥ 8" in b.to_html()
+    assert torchprof_lab.benchmark(OutOfMemoryAbove(100), (4,), [2], **FAST).to_dict()["max_batch_bounded"] is None
 
 
 def test_other_errors_are_not_swallowed_and_the_model_is_restored():

@@ -85,3 +85,23 @@ def test_inputs_and_batch_sizes_that_disagree_are_refused():
             torchprof_lab.benchmark(nn.Linear(4, 4), (4,), bad, **FAST)
     with pytest.raises(ValueError, match="input_shape or inputs"):
         torchprof_lab.benchmark(nn.Linear(4, 4), (4,), inputs=torch.randn(2, 4), **FAST)
+    # profile passes them on as benchmark does: batch_sizes beside one fixed batch are not dropped unseen
+    with pytest.raises(ValueError, match="one batch of 2: for batch_sizes"):
+        torchprof_lab.profile(nn.Linear(4, 4), inputs=torch.randn(2, 4), batch_sizes=[5], **FAST)
+    assert [r.batch_size for r in torchprof_lab.profile(nn.Linear(4, 4), inputs=torch.randn(2, 4), batch_sizes=[2],
+                                                        hardware=False, **FAST).timing.rows] == [2]
+
+
+def test_a_batch_size_that_labels_another_first_dimension_is_said():
+    """batch_size= labels sequence-first inputs (T, B, D) on purpose; a batch_size that contradicts
+    the inputs' common first dimension is kept as the label, and the report says so."""
+    rnn = nn.GRU(8, 8)  # sequence-first: (T=6, B=3, 8)
+    x = torch.randn(6, 3, 8)
+    said = "batch_size=3 labels inputs whose tensors' first dimension is 6: per-sample figures divide by 3"
+    r = torchprof_lab.count(rnn, inputs=x, batch_size=3)
+    assert r.batch_size == 3 and any(n.startswith(said) for n in r.notes)
+    m = torchprof_lab.memory(rnn, inputs=x, batch_size=3)
+    assert m.batch_size == 3 and any(n.startswith(said) for n in m.notes)
+    for agreeing in (torchprof_lab.count(rnn, inputs=x), torchprof_lab.count(rnn, inputs=x, batch_size=6),
+                     torchprof_lab.count(rnn, inputs=lambda b: torch.randn(6, b, 8), batch_size=3)):
+        assert not any("labels inputs" in n for n in agreeing.notes)

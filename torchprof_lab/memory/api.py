@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..dtypes import label, precision
-from ..inputs import call_args, check_batch_size, check_shape, infer_batch, make_inputs
+from ..inputs import batch_label_note, call_args, check_batch_size, check_shape, infer_batch, make_inputs
 from ..model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
 from ..optimizers import make_optimizer
 from ..timing.prepare import precision_plan, trainable_outputs
@@ -164,7 +164,8 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
         tracker.track(b, "buffers")
     for t in tree_leaves((args, kwargs)):
         tracker.track(t, "inputs")
-    notes = []
+    labelled = batch_label_note(args, kwargs, batch) if inputs is not None and not callable(inputs) else None
+    notes = [labelled] if labelled else []
     opt = opt_name = None
     if train:
         params = [p for p in work.parameters() if p.requires_grad]

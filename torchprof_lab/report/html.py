@@ -387,7 +387,7 @@ def _batch_charts(timing) -> str:
         if timing.max_batch:
             px = x(timing.max_batch)
             parts.append(f'<line class="fit" x1="{_n(px)}" x2="{_n(px)}" y1="{_n(box[2])}" y2="{_n(box[3])}"/>'
-                         f'<text x="{_n(px + 4)}" y="{_n(box[2] + 24)}">fits: {timing.max_batch}</text>')
+                         f'<text x="{_n(px + 4)}" y="{_n(box[2] + 24)}">fits: {_e(timing.max_batch_text)}</text>')
         return _svg(key, title, width, height, parts)
 
     groups: dict = {}  # a token model's rows: one line per sequence length

@@ -98,7 +98,7 @@ def batch_scaling_figure(timing, plt):
             if not row.ok:
                 ax.axvline(row.batch_size, color="tab:red", ls="--", lw=1, label=f"{row.status} at {row.batch_size}")
         if timing.max_batch:
-            ax.axvline(timing.max_batch, color="grey", ls=":", lw=1, label=f"largest that fits: {timing.max_batch}")
+            ax.axvline(timing.max_batch, color="grey", ls=":", lw=1, label=f"largest that fits: {timing.max_batch_text}")
         ax.set_xscale("log", base=2)
         sizes = sorted({r.batch_size for r in timing.rows} | ({timing.max_batch} if timing.max_batch else set()))
         ax.set_xticks(sizes, [str(b) for b in sizes])

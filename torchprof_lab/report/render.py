@@ -227,7 +227,8 @@ def _timing_parts(bench):
             lines.append(f"Bandwidth: {si(c.peak_bandwidth, 'B/s')}, ridge {c.ridge_point:.1f} FLOP/B")
         lines += [f"Note: {n}" for n in c.notes]
     if bench.max_batch is not None:
-        lines.append(f"Largest batch that fits: {bench.max_batch}")
+        lines.append(f"Largest batch that fits: {bench.max_batch}" if bench.max_batch_bounded else
+                     f"Largest batch that fits: {bench.max_batch_text} (the largest tried; nothing ran out of memory)")
     if bench.layer_latency and bench.layer_latency_total:
         lines.append(_layer_pass_line(bench))
     lines += [f"Note: {n}" for n in notes]

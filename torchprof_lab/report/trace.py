@@ -3,7 +3,8 @@
 One complete event ("X") per module call per timed run, nested as the calls were, with the
 layer's counted MACs, FLOPs and bytes per call (its totals over its calls kept under
 ``layer_*_all_calls``) and parameters in its args, so summing spans counts no call twice; the
-timed runs laid end to end (the gaps between them removed), one thread per batch size; on a
+timed runs laid end to end (the gaps between them removed), a thread per batch size of the pass
+(the per-layer pass runs at one: the first batch size that fits); on a
 GPU, the NVML samples taken during the pass as counter tracks ("C"). In a training run, the time
 after the model's forward (loss, backward, optimizer step: the hooks time forwards only) is one
 span of its own, so the run's gap is labelled. Reads fields only: this module knows no result

@@ -80,6 +80,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
     power = _power_sampler_factory(home)
     rows: list[BenchmarkRow] = []
     layer_latency, layer_total, largest, layer_forwards, layer_power = {}, None, None, (), ()
+    bounded = False
     # the model's lock for the whole run (a copy is taken while no other thread runs it) and the
     # global RNG as it was after (random batches, dropout in a training step)
     with model_lock(model), rng_restored(), backend_settings(run), prepared_model(model, run) as (work, plain):
@@ -95,7 +96,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
             if options.sweep and time.monotonic() - started > options.sweep_budget:
                 break
         if options.max_batch:
-            largest = _largest_batch(rows, measure)
+            largest, bounded = _largest_batch(rows, measure)
         if options.per_layer:
             first_ok = next((r.batch_size for r in rows if r.ok), None)
             if first_ok is not None:
@@ -111,7 +112,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
         input=str(tuple(input_shape)) if input_shape is not None else "given inputs",
         device=str(home), dtype=run.precision.name, mode="train" if options.train else "inference",
         clock=clock.name, settings=_settings(options), environment=environment(home, threads_used),
-        rows=tuple(rows), max_batch=largest, layer_latency=layer_latency, layer_latency_total=layer_total,
+        rows=tuple(rows), max_batch=largest, max_batch_bounded=bounded, layer_latency=layer_latency, layer_latency_total=layer_total,
         layer_forwards=layer_forwards, layer_power=layer_power, autocast=run.autocast,
     )
 
@@ -127,6 +128,9 @@ def _settings(options: TimingOptions) -> dict:
 
 def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
     if sweep:
+        if batch_sizes is not None:
+            raise ValueError(f"sweep times powers of two from 1 up to {SWEEP_LIMIT}, so batch sizes "
+                             f"{batch_sizes!r} would not be timed: give batch sizes or sweep, not both")
         return [2 ** k for k in range(SWEEP_LIMIT.bit_length())]
     if batch_sizes is None:
         return [1]
@@ -219,23 +223,25 @@ def _warm_up(step, clock, options) -> None:
     clock.synchronize()
 
 
-def _largest_batch(rows: list[BenchmarkRow], measure) -> int | None:
-    """Binary search between the largest batch that fit and the smallest that did not."""
+def _largest_batch(rows: list[BenchmarkRow], measure) -> tuple[int | None, bool]:
+    """(largest batch that fits, whether a larger one failed): a binary search between the largest
+    batch that fit and the smallest that did not. Without a failure above it, the largest batch
+    tried is only a lower bound (False)."""
     fits = [r.batch_size for r in rows if r.ok]
     fails = [r.batch_size for r in rows if not r.ok]
     if not fits:
-        return None
+        return None, bool(fails)
     lo = max(fits)
     hi = min((b for b in fails if b > lo), default=None)
     if hi is None:
-        return lo  # nothing failed: the largest size tried
+        return lo, False  # nothing failed above it: the largest size tried
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if measure(mid, quick=True).ok:
             lo = mid
         else:
             hi = mid
-    return lo
+    return lo, True
 
 
 def _progress(items, enabled, label):

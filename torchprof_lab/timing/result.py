@@ -131,12 +131,22 @@ class BenchmarkReport(render.Rendered, Value):
     environment: dict
     rows: tuple[BenchmarkRow, ...]
     max_batch: int | None = None
+    # True when a larger batch ran out of memory, so max_batch is the largest that fits; False when
+    # nothing tried ran out: max_batch is then only the largest batch tried, a lower bound
+    max_batch_bounded: bool = False
     layer_latency: dict[str, float] = field(default_factory=dict)  # median seconds per forward
     layer_latency_total: float | None = None  # whole-model median in that same per-layer pass
     layer_forwards: tuple[ForwardSpans, ...] = ()  # every timed run of the per-layer pass (the trace)
     layer_power: tuple = ()  # hardware.nvml.PowerSample readings during the per-layer pass (GPU, NVML)
     ceiling: object = None  # hardware.ceiling.Ceiling the rows were compared against
     autocast: bool = False  # a training step under autocast (fp32 master weights)
+
+    @property
+    def max_batch_text(self) -> str | None:
+        """max_batch as every rendering writes it: '8', or '≥ 8' when nothing tried ran out of memory."""
+        if self.max_batch is None:
+            return None
+        return str(self.max_batch) if self.max_batch_bounded else f"≥ {self.max_batch}"
 
     def row(self, batch_size: int) -> BenchmarkRow:
         for r in self.rows:
@@ -148,6 +158,7 @@ class BenchmarkReport(render.Rendered, Value):
         return {"model": self.model, "input": self.input, "device": self.device, "dtype": self.dtype,
                 "mode": self.mode, "autocast": self.autocast, "clock": self.clock, "settings": self.settings,
                 "environment": self.environment, "max_batch": self.max_batch,
+                "max_batch_bounded": self.max_batch_bounded if self.max_batch is not None else None,
                 "rows": [r.to_dict() for r in self.rows], "layer_latency_s": self.layer_latency,
                 "layer_latency_total_s": self.layer_latency_total,
                 "ceiling": self.ceiling.to_dict() if self.ceiling is not None else None}
