@@ -182,12 +182,14 @@ def test_a_matmul_past_the_peak_is_flagged(monkeypatch):
 def test_a_low_first_clock_reading_is_read_again(monkeypatch):
     """A host that slowed the core while the clock was first probed makes a low peak that a real
     matmul passes: the clock is read again, and the higher reading gives the peak."""
-    readings = iter([_info(torch.get_num_threads(), mhz=1.0), _info(torch.get_num_threads(), mhz=50_000.0)])
-    monkeypatch.setattr(cpu_roofs, "cpu_info", lambda measure_clock=True: next(readings))
+    clocks = iter([1.0, 50_000.0])  # MHz: the first reading, then the second
+    monkeypatch.setattr(cpu_roofs, "cpu_info", lambda measure_clock=True: _info(torch.get_num_threads(),
+                                                                               mhz=next(clocks)))
     again = []
     monkeypatch.setattr(cpu_roofs, "measure_core_mhz_again", lambda: again.append(1))
-    m = cpu_roofs.measure_once(dtype="fp32", budget=0.05, n=256, copy_mib=8)  # one measurement: two readings
-    assert again == [1] and m.peak_flops == _info(torch.get_num_threads(), mhz=50_000.0).peak_flops("fp32")
+    # one thread measured (the caller's count is back by the time the clock is read again)
+    m = cpu_roofs.measure_once(threads=1, dtype="fp32", budget=0.05, n=256, copy_mib=8)
+    assert again == [1] and m.threads == 1 and m.peak_flops == _info(1, mhz=50_000.0).peak_flops("fp32")
     assert m.matmul_flops < m.peak_flops and "clock read is wrong" not in (m.note or "")
 
 
@@ -201,6 +203,13 @@ def test_reading_the_clock_again_only_raises_it(monkeypatch):
     assert clock_probe.measure_core_mhz_again() == first == measure_core_mhz()
     monkeypatch.setattr(clock_probe, "_probe", lambda runs: first * 2)
     assert clock_probe.measure_core_mhz_again() == 2 * first == measure_core_mhz()
+
+    def raised_meanwhile(runs):  # another thread's higher reading lands while this one probes
+        clock_probe._highest[0] = 5 * first
+        return 3 * first
+
+    monkeypatch.setattr(clock_probe, "_probe", raised_meanwhile)
+    assert clock_probe.measure_core_mhz_again() == 5 * first == measure_core_mhz()
 
 
 def test_a_disturbed_measurement_is_taken_again_and_the_steadier_kept(monkeypatch):

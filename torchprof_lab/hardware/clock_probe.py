@@ -86,8 +86,8 @@ def measure_core_mhz_again(runs: int = 60) -> float | None:
     """The clock probed once more, with more runs, and the highest reading kept: for a figure that
     passed the peak the first reading allowed (a host that slowed this guest's core while the
     first probe ran reads low, and a low clock is a low peak)."""
-    first = measure_core_mhz()
+    measure_core_mhz()  # the first reading exists before a second is compared with it
     again = _probe(runs)
-    with _lock:
-        _highest[0] = max((r for r in (first, again) if r), default=None)
+    with _lock:  # the highest now, which another thread may have raised meanwhile
+        _highest[0] = max((r for r in (_highest[0], again) if r), default=None)
         return _highest[0]

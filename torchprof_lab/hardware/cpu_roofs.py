@@ -237,7 +237,7 @@ def measure_once(threads: int | None = None, dtype: str = "fp32", budget: float 
     reread = ""
     if peak and matmul.median > peak:
         measure_core_mhz_again()  # the first clock reading may have been low: take it again
-        info = cpu_info()
+        info = replace(cpu_info(), threads_used=used)  # the measurement's threads, not the caller's
         reread = f" (read again: {info.max_mhz:.0f} MHz)"
         peak = info.peak_flops(run_dtype)
     seconds = time.perf_counter() - started
