@@ -21,7 +21,7 @@ from .errors import ForwardError, ProfilerError, UncountedOpsError
 from .hardware.ceiling import ceiling_for
 from .hardware.compare import HardwareComparison, compare
 from .memory.api import memory as memory_of
-from .inputs import batch_label_note, call_args, check_batch_size, check_shape, infer_batch, make_inputs
+from .inputs import batch_label_note, call_args, check_batch_size, check_shape, infer_batch, make_inputs, moved
 from .model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
 from .result import ProfileReport
 from .timing.benchmark import benchmark, is_out_of_memory
@@ -262,10 +262,13 @@ def _check_common(model, *, depth, name, formulas, **flags) -> None:
 
 
 def _attention_target(model: nn.Module) -> str | None:
-    """The device whose attention kernel a meta count follows: the model's own, CUDA for a model
-    on meta (as memory() predicts for); None (meta's own choice) for any other device."""
+    """The device whose attention kernel a meta count follows: the model's own; for a model built
+    on meta, the device this machine would run it on (CUDA where there is one, else the CPU, whose
+    count a user can check beside it); None (meta's own choice) for any other device."""
     home = model_device(model).type
-    return "cuda" if home in ("meta", "cuda") else "cpu" if home == "cpu" else None
+    if home == "meta":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return home if home in ("cuda", "cpu") else None
 
 
 def _resolve_device(model: nn.Module, device) -> tuple[bool, torch.device]:
@@ -287,8 +290,7 @@ def _example_inputs(model, input_shape, batch_size, inputs, device, dtype=None):
         if input_shape is not None:
             raise ValueError("give input_shape or inputs, not both")
         inputs = make_inputs(inputs, batch_size or 1)
-        inputs = tree_map(lambda t: t.to(device="meta" if device.type == "meta" else t.device,
-                                          dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
+        inputs = tree_map(lambda t: moved(t, "meta" if device.type == "meta" else t.device, dtype)
                           if isinstance(t, torch.Tensor) else t, inputs)
         args, kwargs = call_args(inputs)
         batch = batch_size if batch_size is not None else infer_batch(args, kwargs)

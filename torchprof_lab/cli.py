@@ -125,7 +125,7 @@ class _Parser(argparse.ArgumentParser):
             text += f" ({self.prog} --help lists the flags)"
         elif text.endswith("expected one argument"):  # the value may begin with '-', read as a flag
             flag = text.removeprefix("argument ").split(":")[0].split("/")[-1]
-            text += f" (a value that begins with '-' is written {flag}=VALUE)"
+            text += f" (give a value; one that begins with '-' is written {flag}=VALUE)"
         self.exit(2, f"torchprof_lab: error: {text}\n")
 
 

@@ -86,6 +86,16 @@ def check_batch_size(batch_size) -> int:
     return batch_size
 
 
+def moved(t: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``t`` on ``device``, a floating ``t`` in ``dtype`` if given. A meta copy keeps ``t``'s strides
+    (``.to`` would make it contiguous): kernel choices read them, attention's among them."""
+    dtype = dtype if dtype is not None and t.is_floating_point() else t.dtype
+    if torch.device(device).type == "meta" and t.device.type != "meta" and t.layout == torch.strided \
+            and not t.is_nested:
+        return torch.empty_strided(t.shape, t.stride(), dtype=dtype, device="meta").requires_grad_(t.requires_grad)
+    return t.to(device=device, dtype=dtype)
+
+
 def make_inputs(inputs, batch: int):
     """The inputs for ``batch``: called when ``inputs`` is a callable of the batch size."""
     if callable(inputs) and not isinstance(inputs, torch.Tensor):

@@ -44,19 +44,19 @@ def _cpu_stand_in(t):
     if not isinstance(t, torch.Tensor):
         return t
     if t.dim() == 0:
-        return torch.empty((), dtype=t.dtype)
+        return torch.empty((), dtype=t.dtype, device="cpu")
     last = t.stride(-1)
-    row = torch.empty(max(0, (t.shape[-1] - 1) * last + 1), dtype=t.dtype)
+    row = torch.empty(max(0, (t.shape[-1] - 1) * last + 1), dtype=t.dtype, device="cpu")  # whatever the default
     return row.as_strided(t.shape, (0,) * (t.dim() - 1) + (last,)).requires_grad_(t.requires_grad
                                                                                   and t.is_floating_point())
 
 
 class TargetKernels(TorchFunctionMode):
     """A meta step as the target would run it: autocast to ``dtype`` (None: no autocast), and
-    ``scaled_dot_product_attention`` through the target's fused kernel (``attention``: "cuda" runs
+    ``scaled_dot_product_attention`` through the target's kernel (``attention``: "cuda" runs
     memory-efficient attention, which keeps the output and the log-sum-exp as flash attention
-    does; "cpu" the CPU flash kernel; None: as torch picks on meta, the math path).
-    ``clear()`` ends the step's cache of weight casts."""
+    does; "cpu" the kernel torch's CPU choice picks, flash or the math path; None: as torch picks
+    on meta, the math path). ``clear()`` ends the step's cache of weight casts."""
 
     def __init__(self, dtype: torch.dtype | None, attention: str | None = None):
         super().__init__()
@@ -64,8 +64,8 @@ class TargetKernels(TorchFunctionMode):
         self.attention = attention
         self.cache: dict[int, torch.Tensor] = {}
         self.fused = 0  # attention calls sent to the fused kernel
-        self.unfused = 0  # attention calls left on the math path where the target fuses (GQA, not 4-D)
-        self.target_math = 0  # attention calls the target itself runs on the math path (dropout on a CPU)
+        self.unfused = 0  # calls left on the math path that CUDA may fuse (GQA, not 4-D): not followed
+        self.target_math = 0  # calls the CPU target itself runs on the math path (its own choice)
         self.inside = 0  # > 0 while a function the mode handles whole runs
 
     def _attention_global(self, replaced, *args, **kwargs):
@@ -104,9 +104,12 @@ class TargetKernels(TorchFunctionMode):
 
     def _fused_attention(self, args, kwargs):
         """The fused kernel's output; None where the target runs the math path for these arguments
-        (the CPU with dropout: counted in ``target_math``) or where it cannot be followed (``unfused``)."""
+        (the CPU's choice: counted in ``target_math``) or where it cannot be followed (``unfused``).
+        Arguments the device would refuse raise its error first: the kernels below check less."""
         names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
         given = {**dict(zip(names, args)), **kwargs}
+        with dispatch_modes_off(), torch.no_grad():  # shapes only on meta: nothing runs, nothing is seen
+            SDPA(*args, **kwargs)
         q, k, v = given.get("query"), given.get("key"), given.get("value")
         mask, dropout = given.get("attn_mask"), given.get("dropout_p", 0.0)
         causal, scale = given.get("is_causal", False), given.get("scale")
@@ -128,7 +131,7 @@ class TargetKernels(TorchFunctionMode):
         """The CPU's flash kernel where torch's own CPU choice (asked with stand-ins of the same
         shapes, dtypes and last-dim strides) takes it, prepared as the CPU's call prepares it (3-D
         inputs unsqueezed, a bool mask made additive); None where the CPU runs the math path
-        (dropout, head sizes that differ, ...), counted in ``target_math``."""
+        (dropout, a value head size that differs, ...), counted in ``target_math``."""
         with dispatch_modes_off():  # the profiler's own question: no counter or tracker sees it
             stand = [_cpu_stand_in(t) for t in (q, k, v, mask)]
             choice = fused_sdp_choice(*stand[:3], attn_mask=stand[3], dropout_p=float(dropout),

@@ -57,8 +57,8 @@ def sequence_nr_of(node) -> int:
 foreach_copy_ = torch._foreach_copy_
 
 
-# ---------------------------------------------------------------------- attention kernels (memory/)
-# the fused kernels scaled_dot_product_attention runs on a CPU and on CUDA: a meta prediction calls
+# ---------------------------------------------------------------------- attention kernels (target_kernels.py)
+# the fused kernels scaled_dot_product_attention runs on a CPU and on CUDA: a meta count or prediction calls
 # them to keep what the target keeps (they have meta kernels and derivatives); and the softmax of
 # its math path, which says that path ran
 flash_attention_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default

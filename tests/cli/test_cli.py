@@ -89,10 +89,10 @@ def test_bad_values_are_usage_errors(args, capsys):
                                          "got 'n_layer'"),
     (["resnet18", "--ddp", "--fsdp", "--train"], "--ddp and --fsdp are two strategies of the distributed step: "
                                                  "give one"),
-    (["resnet18", "--batch"], "argument --batch: expected one argument (a value that begins with '-' is "
-                              "written --batch=VALUE)"),
-    (["resnet18", "--memory", "--fit", "-1GiB"], "argument --fit: expected one argument (a value that begins "
-                                                 "with '-' is written --fit=VALUE)"),
+    (["resnet18", "--batch"], "argument --batch: expected one argument (give a value; one that begins "
+                              "with '-' is written --batch=VALUE)"),
+    (["resnet18", "--memory", "--fit", "-1GiB"], "argument --fit: expected one argument (give a value; one "
+                                                 "that begins with '-' is written --fit=VALUE)"),
     (["resnet18", "--memory", "--fit=-1GiB"], "argument --fit: a memory budget must be a positive size "
                                               "(1 byte or more), got '-1GiB'"),
 ])

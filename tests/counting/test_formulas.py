@@ -1,5 +1,6 @@
 """Closed-form cost formulas against hand counts, over many random shapes."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
@@ -83,39 +84,86 @@ def test_sdpa_every_kernel(b, h, lq, lk, e, ev, device, grad):
 class Attend(nn.Module):
     """scaled_dot_product_attention with its flags fixed, so the inputs are tensors only."""
 
-    def __init__(self, dropout=0.0, causal=False, gqa=False):
+    def __init__(self, dropout=0.0, causal=False, gqa=False, scale=None):
         super().__init__()
-        self.flags = dict(dropout_p=dropout, is_causal=causal, enable_gqa=gqa)
+        self.flags = dict(dropout_p=dropout, is_causal=causal, enable_gqa=gqa, scale=scale)
 
     def forward(self, q, k, v, mask=None):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **self.flags)
 
 
+MASKS = {"none": None, "2-D": lambda b, h, lq, lk: (lq, lk), "key padding": lambda b, h, lq, lk: (b, 1, 1, lk),
+         "full": lambda b, h, lq, lk: (b, h, lq, lk)}
+
+
 @SETTINGS
 @given(b=small, kv_heads=st.integers(1, 3), groups=st.integers(1, 2), lq=st.integers(1, 7), lk=st.integers(1, 7),
-       e=st.integers(1, 8), ev=st.sampled_from([None, 3]), three_d=st.booleans(),
-       mask=st.sampled_from([None, "bool", "float"]), causal=st.booleans(), dropout=st.booleans(),
-       backward=st.booleans())
-def test_sdpa_on_meta_counts_what_the_cpu_runs(b, kv_heads, groups, lq, lk, e, ev, three_d, mask, causal,
-                                                dropout, backward):
+       e=st.integers(1, 8), ev=st.sampled_from([None, 3]), three_d=st.booleans(), mask=st.sampled_from(sorted(MASKS)),
+       bool_mask=st.booleans(), causal=st.booleans(), dropout=st.booleans(), backward=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16]), transposed=st.booleans(),
+       scale=st.sampled_from([None, 0.3]))
+def test_sdpa_on_meta_counts_what_the_cpu_runs(b, kv_heads, groups, lq, lk, e, ev, three_d, mask, bool_mask, causal,
+                                                dropout, backward, dtype, transposed, scale):
     """A meta count follows the kernel the CPU takes (flash, or the math path for dropout and head sizes
-    that differ), with the CPU's own preparation (3-D inputs, bool masks, grouped heads): every
-    figure of the forward and the backward equals the CPU's."""
+    that differ), with the CPU's own preparation (3-D inputs, bool masks, grouped heads, strides of
+    (B, L, H, E) tensors seen as (B, H, L, E)): every figure of the forward and the backward equals the CPU's."""
     h, ev = kv_heads * groups, ev or e
-    lead = (b * h,) if three_d else (b, h)
-    kv_lead = (b * h,) if three_d else (b, kv_heads)
-    q, k, v = (torch.randn(*lead, lq, e), torch.randn(*kv_lead, lk, e), torch.randn(*kv_lead, lk, ev))
-    inputs = [t.requires_grad_(backward) for t in (q, k, v)]
-    if mask is not None and not causal:
-        inputs.append(torch.rand(lq, lk) > 0.3 if mask == "bool" else torch.randn(lq, lk))
-    model = Attend(0.5 if dropout else 0.0, causal, gqa=groups > 1 and not three_d)
+    three_d = three_d and not transposed
+
+    def tensor(heads, length, dim):
+        if three_d:
+            return torch.randn(b * h, length, dim, dtype=dtype)
+        if transposed:  # a projection's (B, L, H, E) output seen as (B, H, L, E): not contiguous
+            return torch.randn(b, length, heads, dim, dtype=dtype).transpose(1, 2)
+        return torch.randn(b, heads, length, dim, dtype=dtype)
+
+    inputs = [tensor(h, lq, e), tensor(kv_heads, lk, e), tensor(kv_heads, lk, ev)]
+    inputs = [t.requires_grad_(backward) for t in inputs]
+    if MASKS[mask] is not None and not causal:
+        shape = MASKS[mask](b, h, lq, lk) if not three_d else (lq, lk)
+        inputs.append(torch.rand(shape) > 0.3 if bool_mask else torch.randn(shape, dtype=dtype))
+    model = Attend(0.5 if dropout else 0.0, causal, gqa=groups > 1 and not three_d, scale=scale)
     train = dict(backward=True, train=dropout) if backward else dict(train=dropout)
     cpu, meta = count(model, *inputs, **train), count(model, *inputs, device="meta", **train)
     figures = lambda r: (r.macs, r.flops, r.backward_macs, r.backward_flops, r.uncounted_ops)  # noqa: E731
     assert figures(meta) == figures(cpu)
     fused = "counted on meta as the CPU's flash kernel" in " ".join(meta.notes)
-    math = "counted on the math path, which the CPU takes for them too" in " ".join(meta.notes)
-    assert fused != math and math == (dropout or ev != e)
+    math = "counted on the math path, as a CPU run takes it" in " ".join(meta.notes)
+    assert fused != math and (dropout or ev != e) <= math  # dropout and a value head of its own: the math path
+
+
+def test_sdpa_inputs_the_cpu_refuses_are_refused_on_meta():
+    """Following the CPU's kernel does not skip the checks its call makes first."""
+    q, k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
+    for model, mask, message in ((Attend(), torch.randn(3, 5).half(), "attn_mask dtype"),
+                                 (Attend(causal=True), torch.randn(3, 5), "is_causal")):
+        for device in ("cpu", "meta"):
+            with pytest.raises(Exception, match=message):
+                count(model, q, k, v, mask, device=device)
+
+
+def test_a_meta_count_follows_the_cpu_whatever_the_default_device(monkeypatch):
+    """The CPU's kernel choice is asked of CPU stand-ins even where torch's default device is meta,
+    and a model built on meta on a machine without CUDA follows the CPU (the count a user can check)."""
+    q, k, v = (torch.randn(2, 3, 7, 8) for _ in range(3))
+    cpu = count(Attend(), q, k, v)
+    with torch.device("meta"):
+        assert count(Attend(), q, k, v, device="meta").flops == cpu.flops
+
+    class Scaled(Attend):  # a weight, so that the model has a device of its own
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(()))
+
+        def forward(self, q, k, v):
+            return super().forward(q * self.w, k, v)
+
+    built_on_meta = Scaled().to("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_meta = count(built_on_meta, q, k, v)
+    assert on_meta.flops == count(Scaled(), q, k, v).flops and any("CPU's flash kernel" in n for n in on_meta.notes)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert any("CUDA's memory-efficient kernel, which a CUDA run takes" in n for n in count(built_on_meta, q, k, v).notes)
 
 
 def test_sdpa_math_backend_matches_fused():

@@ -85,7 +85,7 @@ def test_meta_count_of_bert_with_a_mask_says_which_check_stopped_it():
     # on meta SDPA would take its math path (matmul, scale, softmax, matmul); a meta count follows the
     # CPU's flash kernel, as the CPU run does (docs/counting.md), and says so
     assert (on_meta.macs, on_meta.flops) == (on_cpu.macs, on_cpu.flops)
-    assert "scaled_dot_product_attention (2 calls) counted on meta as the CPU's flash kernel, which the CPU run " \
+    assert "scaled_dot_product_attention (2 calls) counted on meta as the CPU's flash kernel, which a CPU run " \
            "takes" in on_meta.notes
 
 

@@ -424,8 +424,8 @@ def test_small_gpt2_with_adamw_within_5_percent_of_torch_profiler():
     assert real.peak_bytes - meta.peak_bytes == 4 * n
     # GPT-2's attention dropout: the CPU runs the math path too (predicted as such, not "over-predicted");
     # CUDA's memory-efficient kernel takes the dropout and keeps less for backward
-    dropout = ("scaled_dot_product_attention (4 calls: dropout, or head sizes that differ) takes the math path on "
-               "the CPU too")  # 2 layers x 2 steps
+    dropout = ("scaled_dot_product_attention (4 calls: dropout, a value head size that differs, or other inputs "
+               "torch's CPU choice sends there) takes the math path on the CPU too")  # 2 layers x 2 steps
     assert any(n.startswith(dropout) for n in meta.notes)
     assert not any("over-predicted" in n for n in meta.notes)
     cuda = torchprof_lab.memory(model, **{**kwargs, "target": "cuda"}, device="meta")

@@ -86,8 +86,8 @@ def run_pass(model: nn.Module, args: tuple, kwargs: dict, *, meta: bool, backwar
     unmaterialised lazy layers is run on a copy, and the result's modules are the copy's.
     Gradients come from ``torch.autograd.grad``, so no ``.grad`` is left on any parameter.
     ``formulas`` adds or overrides cost formulas for this pass. ``attention`` ("cpu" or "cuda"):
-    on meta, ``scaled_dot_product_attention`` is counted as that device's fused kernel, which the
-    real run takes (meta alone would take the math path, with its extra scaling ops).
+    on meta, ``scaled_dot_product_attention`` is counted as the kernel that device runs for the
+    call (``target_kernels.TargetKernels``), not meta's own math path with its extra scaling ops.
     """
     if backward and torch.is_inference_mode_enabled():
         raise ValueError("backward=True cannot run inside torch.inference_mode(); count outside it")
@@ -139,10 +139,11 @@ def _attention_notes(kernels, attention: str | None) -> tuple[str, ...]:
     notes = []
     if kernels.fused:
         notes.append(f"scaled_dot_product_attention ({calls(kernels.fused)}) counted on meta as {device} kernel, "
-                     f"which the {attention.upper()} run takes")
+                     f"which a {attention.upper()} run takes")
     if kernels.target_math:
-        notes.append(f"scaled_dot_product_attention ({calls(kernels.target_math)}: dropout, or head sizes that "
-                     f"differ) counted on the math path, which the CPU takes for them too")
+        notes.append(f"scaled_dot_product_attention ({calls(kernels.target_math)}: dropout, a value head size that "
+                     f"differs, or other inputs torch's CPU choice sends there) counted on the math path, as a CPU "
+                     f"run takes it")
     if kernels.unfused:
         notes.append(f"scaled_dot_product_attention ({calls(kernels.unfused)}: grouped heads, or not 4-D) counted "
                      f"on meta's math path; the {attention.upper()} run may fuse them (a few elementwise FLOPs "

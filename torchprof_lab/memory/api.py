@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..dtypes import label, precision
-from ..inputs import batch_label_note, call_args, check_batch_size, check_shape, infer_batch, make_inputs
+from ..inputs import batch_label_note, call_args, check_batch_size, check_shape, infer_batch, make_inputs, moved
 from ..model_state import check_device, floating_dtype, model_copy, model_device, model_lock, rng_restored
 from ..optimizers import make_optimizer
 from ..timing.prepare import precision_plan, trainable_outputs
@@ -109,6 +109,10 @@ def memory_of_parallel_step(model: nn.Module, input_shape: Sequence[int], batch_
     return replace(report, notes=report.notes + tuple(notes))
 
 
+def _calls(n: int) -> str:
+    return f"{n} call{'s' if n != 1 else ''}"
+
+
 def _target(target, home: torch.device) -> str:
     if target is None:
         return "cuda" if home.type in ("meta", "cuda") else home.type
@@ -127,8 +131,7 @@ def _example(model, input_shape, inputs, batch, device, dtype):
     """(args, kwargs, batch, description) on ``device``, floating tensors in ``dtype``."""
     if inputs is not None:
         made = make_inputs(inputs, batch or 1)
-        made = tree_map(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
-                        if isinstance(t, torch.Tensor) else t, made)
+        made = tree_map(lambda t: moved(t, device, dtype) if isinstance(t, torch.Tensor) else t, made)
         args, kwargs = call_args(made)
         found = batch if batch is not None else infer_batch(args, kwargs) or 1
         tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
@@ -228,13 +231,13 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
         hooks.detach()
         tracker.live.clear()  # later frees (the copy going away) are not part of the step
     if meta and mixed.fused:
-        notes.append(f"scaled_dot_product_attention ({mixed.fused} calls) predicted with the target's fused kernel: "
+        notes.append(f"scaled_dot_product_attention ({_calls(mixed.fused)}) predicted with the target's fused kernel: "
                      + ("memory-efficient attention, which keeps the output and the log-sum-exp as flash attention "
                         "does" if target == "cuda" else "the CPU flash kernel"))
     if meta and mixed.target_math:
-        notes.append(f"scaled_dot_product_attention ({mixed.target_math} calls: dropout, or head sizes that differ) "
-                     "takes the math path on the CPU too (torch's CPU choice): predicted as such, the probabilities "
-                     "kept")
+        notes.append(f"scaled_dot_product_attention ({_calls(mixed.target_math)}: dropout, a value head size that "
+                     "differs, or other inputs torch's CPU choice sends there) takes the math path on the CPU too: "
+                     "predicted as such, the probabilities kept")
     if meta and (mixed.unfused or (tracker.math_attention and not mixed.target_math)):
         notes.append("some attention ran the math path on meta (grouped-query attention on CUDA, or inside a function "
                      "seen whole): it keeps the attention probabilities for backward, where the target's fused "
