@@ -316,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.format or 'table'} report to {args.output}", file=sys.stderr)
         else:
             print(text, end="" if text.endswith("\n") else "\n")
+            sys.stdout.flush()
+        return 0
+    except BrokenPipeError:  # the reader stopped early (| head): what it read was right, say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
         return 0
     except (UncountedOpsError, OSError, RuntimeError, MemoryError) as exc:  # the run failed
         if is_out_of_memory(exc) or is_out_of_memory(exc.__cause__):

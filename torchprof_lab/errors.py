@@ -11,7 +11,7 @@ class ForwardError(ProfilerError, RuntimeError):
     def __init__(self, layer: str, layer_type: str, input_shapes: str, reason: str):
         self.layer, self.layer_type, self.input_shapes, self.reason = layer, layer_type, input_shapes, reason
         where = f"layer '{layer}' ({layer_type})" if layer else f"model forward ({layer_type})"
-        super().__init__(f"{where} rejected input of shape {input_shapes}: {reason}")
+        super().__init__(f"{where} failed on input of shape {input_shapes}: {reason}")
 
 
 class UncountedOpsError(ProfilerError):

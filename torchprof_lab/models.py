@@ -98,8 +98,12 @@ def _factory(spec: str):
         raise UnknownModelError(spec, [], f" (importing '{module_name}' raised {type(exc).__name__}: "
                                           f"{_first_line(exc)})") from exc
     factory = getattr(module, attr, None)
-    if factory is None or not callable(factory):
-        close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=3)
+    if factory is not None and not callable(factory):  # it exists: suggesting its own name would not help
+        raise UnknownModelError(spec, [], f" ({module_name}.{attr} is a {type(factory).__name__}, not a callable "
+                                          f"that builds the model)")
+    if factory is None:
+        close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")
+                                                 and callable(getattr(module, n, None))], n=3)
         raise UnknownModelError(spec, [f"{module_name}:{c}" for c in close])
     return factory
 

@@ -25,6 +25,15 @@ def test_smoke_as_a_subprocess():
     assert "MACs" in result.stdout and "Total" in result.stdout and "3.63 G" in result.stdout  # 2 x 1.814 GMACs
 
 
+def test_a_reader_that_stops_early_is_no_error():
+    """`... | head`: the pipe closes before the report is written; the run still exits 0, silently."""
+    child = subprocess.Popen([sys.executable, "-m", "torchprof_lab", "resnet18", "--device", "meta"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # closed before the child writes a byte: its write meets a broken pipe
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=300) == 0 and err == ""
+
+
 def test_json_to_file(tmp_path):
     out = tmp_path / "r.json"
     assert main(["mobilenet_v2", "--device", "meta", "--format", "json", "--output", str(out)]) == 0
@@ -41,6 +50,8 @@ def test_factory_spec_and_backward(capsys):
 
 @pytest.mark.parametrize("args,needle", [
     (["resnet5"], "did you mean resnet50"),
+    (["os:path"], "unknown model 'os:path' (os.path is a module, not a callable that builds the model)"),
+    (["os:pathh"], "did you mean os:fspath"),  # callables only: not os:path, a module
     (["resnet18", "--input-shape", "4,64,64", "--no-timing"], "'conv1' (Conv2d)"),
     pytest.param(["resnet18", "--device", "cuda"], "CUDA is not available",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
@@ -240,6 +251,9 @@ def test_output_is_written_atomically(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err.strip()
         assert err == (f"torchprof_lab: error: cannot write {flag} {tmp_path / 'missing' / 'f'}: the folder "
                        f"{tmp_path / 'missing'} does not exist")
+        assert main(["no_such_model", "--batch", "1,2", flag, str(tmp_path)]) == 1  # a folder, not a file
+        assert capsys.readouterr().err.strip() == (f"torchprof_lab: error: cannot write {flag} {tmp_path}: it is a "
+                                                   f"folder (name a file in it)")
 
 
 def test_written_files_get_a_new_files_mode_or_keep_the_replaced_ones(tmp_path, monkeypatch):

@@ -69,6 +69,8 @@ def test_vendor_dense_figures(gpu, dtype, tc, tflops, clock):
 def test_default_peak_is_the_datasheet_figure_mfu_is_quoted_against():
     # MFU in papers and frameworks divides by the vendor's dense figure: 989.4 TFLOPS on an H100 SXM
     assert peak_flops("NVIDIA H100 80GB HBM3", "fp16") / 1e12 == pytest.approx(989.4, rel=1e-9)
+    # exactly the figure, to the FLOP/s, not 311999999999999.94 from a float clock
+    assert peak_flops("NVIDIA A100-SXM4-40GB", "fp16") == 312e12 and peak_flops("H100 SXM", "fp16") == 989.4e12
     assert peak_flops("NVIDIA H100 80GB HBM3", "BFloat16") == peak_flops("H100 SXM", "bf16")
     assert peak("H100 SXM", "bf16").clock == "datasheet"
     for bad in (-5, 0, float("nan"), float("inf"), True, "fast"):

@@ -70,7 +70,9 @@ def peak(gpu, dtype: str = "fp32", tensor_cores: bool | None = None, clock="data
         mhz, label = spec.implied_mhz(column) or spec.boost_mhz, "datasheet"
     else:
         mhz, label = float(clock), "given"
-    return Peak(spec.sms * per_sm * 2 * mhz * 1e6, spec.gpu, dtype, use_tc, spec.sms, per_sm, mhz, label)
+    # to the whole FLOP/s: a clock implied by a datasheet figure is a float (312 TFLOPS, not 311.99...)
+    return Peak(float(round(spec.sms * per_sm * 2 * mhz * 1e6)), spec.gpu, dtype, use_tc, spec.sms, per_sm, mhz,
+                label)
 
 
 def peak_bandwidth(gpu) -> float:

@@ -35,6 +35,8 @@ def _umask() -> int:
 def check_folder(path: str, what: str = "") -> str:
     """The folder ``path`` would be written into, if it exists and is writable; else an OSError
     naming ``what`` (e.g. a flag) and the path. The CLI checks before a run, the writer again."""
+    if os.path.isdir(path):
+        raise OSError(f"cannot write {what + ' ' if what else ''}{path}: it is a folder (name a file in it)")
     folder = os.path.dirname(os.path.abspath(path))
     problem = ("does not exist" if not os.path.isdir(folder)
                else "is not writable" if not os.access(folder, os.W_OK) else None)
