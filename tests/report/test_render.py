@@ -169,3 +169,28 @@ def test_output_text_of_none_outputs_containers_and_modules_not_run():
     assert shape_text({"logits": (1, 5), "cache": "DynamicCache", "past": None}) == \
         "{logits: 1x5, cache: DynamicCache, past: None}"
     assert shape_text("nested(2, 4..6, 32)") == "nested(2, 4..6, 32)"
+
+
+def test_the_timing_table_prints_its_cells_as_formatted():
+    """A million samples/s reads 1392880.0 in the table and the Markdown, never 1.39288e+06 (tabulate's
+    own number parsing), and the batch-scaling picture's axis says 1 M."""
+    from torchprof_lab.report.render import render
+    from torchprof_lab.timing.result import BenchmarkReport, BenchmarkRow
+    from torchprof_lab.timing.stats import LatencyStats
+
+    rows = (BenchmarkRow(4096, latency=LatencyStats.of([4096 / 1392880.0] * 20)),
+            BenchmarkRow(1, latency=LatencyStats.of([1 / 1392880.0] * 20)))
+    bench = BenchmarkReport("m", "(8,)", "cpu", "fp32", "inference", "perf_counter", {},
+                            {"cpu": "x", "intra_op_threads": 1}, rows)
+    for text in (render(bench), render(bench, "markdown")):
+        assert "1392880.0" in text and "e+0" not in text
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    from torchprof_lab.report.plot import batch_scaling_figure
+
+    fig = batch_scaling_figure(bench, plt)
+    assert isinstance(fig.axes[0].yaxis.get_major_formatter(), EngFormatter)
+    plt.close(fig)

@@ -88,6 +88,9 @@ def batch_scaling_figure(timing, plt):
     if back_to_back:
         left.plot(*zip(*back_to_back), marker="s", ls="--", label="back to back")
     left.set_ylabel("samples/s")
+    from matplotlib.ticker import EngFormatter  # matplotlib is loaded: plt came from _pyplot
+
+    left.yaxis.set_major_formatter(EngFormatter(sep=" "))  # 140 M, not 1.4 with 1e8 above the axis
     right.plot(batches, [r.latency.p50 * 1e3 for r in ok], marker="o", color="tab:green", label="p50")
     right.fill_between(batches, [r.latency.p50 * 1e3 for r in ok], [r.latency.p99 * 1e3 for r in ok],
                        color="tab:green", alpha=0.15, label="p50 to p99")
@@ -102,6 +105,8 @@ def batch_scaling_figure(timing, plt):
         ax.set_xscale("log", base=2)
         sizes = sorted({r.batch_size for r in timing.rows} | ({timing.max_batch} if timing.max_batch else set()))
         ax.set_xticks(sizes, [str(b) for b in sizes])
+        if len(sizes) > 6:  # a sweep's 1 .. 4096 would run together ("102420484096")
+            ax.tick_params(axis="x", labelrotation=60, labelsize="small")
         ax.minorticks_off()
         ax.set_ylim(bottom=0)
         ax.set_xlabel("batch size")

@@ -258,7 +258,10 @@ def _layer_pass_line(bench) -> str:
 def timing_table(bench, tablefmt: str = "simple") -> str:
     """One row per batch size, the run's conditions above it, ceilings and warnings below."""
     title, headers, rows, lines = _timing_parts(bench)
-    return "\n".join([title, tabulate(rows, headers=headers, tablefmt=tablefmt), *lines])
+    # the cells are formatted already: tabulate's own parsing would print 1392880.0 as 1.39288e+06
+    table = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
+                     colalign=("right",) * len(headers))
+    return "\n".join([title, table, *lines])
 
 
 def jsonable(value):
@@ -389,10 +392,12 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
         writer.writerow(headers)
         writer.writerows(rows)
         return buffer.getvalue()
+    # timings' cells are formatted already (tabulate's parsing would print 1392880.0 as 1.39288e+06)
+    cells = dict(disable_numparse=True, colalign=("right",) * len(headers)) if hasattr(result, "clock") else {}
     if fmt == "markdown":
-        text = f"### {title}\n\n{tabulate(rows, headers=headers, tablefmt='github')}\n"
+        text = f"### {title}\n\n{tabulate(rows, headers=headers, tablefmt='github', **cells)}\n"
         return text + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
-    return "\n".join([title, tabulate(rows, headers=headers, tablefmt="simple"), *notes])
+    return "\n".join([title, tabulate(rows, headers=headers, tablefmt="simple", **cells), *notes])
 
 
 def _page_text(result, depth: int | None):
