@@ -194,3 +194,32 @@ def test_the_timing_table_prints_its_cells_as_formatted():
     fig = batch_scaling_figure(bench, plt)
     assert isinstance(fig.axes[0].yaxis.get_major_formatter(), EngFormatter)
     plt.close(fig)
+
+
+def test_a_benchmark_and_a_memory_report_alone_write_the_csv_blocks_of_a_profile():
+    """The same raw blocks whether a result is alone or inside a profile's CSV."""
+    from torchprof_lab.report.render import render
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+    p = torchprof_lab.profile(model, (8,), batch_sizes=[2], memory=dict(optimizer="adam"), train=True,
+                              min_time=0.01, warmup=0, hardware=False)
+    blocks = render(p, "csv").split("\n\n")
+    assert len(blocks) == 4 and blocks[2:] == render(p.memory, "csv").split("\n\n")
+    assert blocks[1].splitlines()[0] == render(p.timing, "csv").splitlines()[0]
+    categories = dict(line.split(",") for line in blocks[2].splitlines()[1:])
+    assert int(categories["peak"]) == p.memory.peak_bytes and int(categories["gradients"]) == 8 * 9 * 4
+    layers = list(csv.DictReader(io.StringIO(blocks[3])))
+    assert [(r["name"], int(r["saved_for_backward_bytes"])) for r in layers] == \
+        [(m.name, m.saved_bytes) for m in p.memory.layers]
+
+
+def test_the_csv_carries_the_roofline_columns_of_the_table():
+    from torchprof_lab.report.render import render
+
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU())
+    p = torchprof_lab.profile(model, (64,), batch_sizes=[8], per_layer=True, min_time=0.01, warmup=0)
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(render(p, "csv").split("\n\n")[0]))}
+    for layer in p.layers:
+        assert rows[layer.name]["bound"] == layer.bound in ("compute", "memory")
+        assert float(rows[layer.name]["min_time"]) == layer.min_time > 0
+        assert float(rows[layer.name]["time_over_bound"]) == layer.time_over_bound

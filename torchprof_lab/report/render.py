@@ -19,7 +19,8 @@ from .units import binary, output_text, shape_text, si  # noqa: F401 - render.si
 
 CONVENTION = "1 MAC = 2 FLOPs; FLOPs = 2 x MACs + all other floating-point ops"
 CSV_FIELDS = ["name", "type", "depth", "params", "calls", "output_shape", "macs", "flops", "bytes",
-              "intensity", "backward_macs", "backward_flops", "backward_bytes", "latency"]
+              "intensity", "backward_macs", "backward_flops", "backward_bytes", "latency", "bound", "min_time",
+              "time_over_bound"]  # the last three: the roofline's, empty without a hardware comparison
 
 
 def _has_latency(report) -> bool:
@@ -293,21 +294,35 @@ def to_csv(report, depth: int | None = None) -> str:
             row["name"] = "(total)"
         writer.writerow(row)
     if report.timing is not None:
-        buffer.write("\n")
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(TIMING_CSV_FIELDS)
-        for r in report.timing.rows:
-            writer.writerow([r.batch_size, r.status] + [_raw(v) for v in (
-                *((r.latency.p50, r.latency.p90, r.latency.p99, r.latency.n) if r.ok else (None,) * 4),
-                r.samples_per_s, r.throughput_samples_per_s, r.flops_per_batch, r.bytes_per_batch,
-                r.achieved_flops, r.utilisation, r.bandwidth_utilisation, getattr(r, "tokens_per_sample", None),
-                getattr(r, "tokens_per_s", None), getattr(r, "model_flops_utilisation", None))])
+        buffer.write("\n" + timing_csv(report.timing))
     memory = getattr(report, "memory", None)
-    if memory is not None:  # the step's peak by category, then the peak itself
-        buffer.write("\n")
-        buffer.write(_csv(["memory_category", "bytes_at_peak"],
-                          [*([k, v] for k, v in memory.by_category.items()), ["peak", memory.peak_bytes]]))
+    if memory is not None:
+        buffer.write("\n" + memory_csv(memory, depth))
     return buffer.getvalue()
+
+
+def timing_csv(bench) -> str:
+    """One row per batch size, raw numbers: the same block alone or inside a profile's CSV."""
+    return _csv(TIMING_CSV_FIELDS, [[r.batch_size, r.status] + [_raw(v) for v in (
+        *((r.latency.p50, r.latency.p90, r.latency.p99, r.latency.n) if r.ok else (None,) * 4),
+        r.samples_per_s, r.throughput_samples_per_s, r.flops_per_batch, r.bytes_per_batch,
+        r.achieved_flops, r.utilisation, r.bandwidth_utilisation, getattr(r, "tokens_per_sample", None),
+        getattr(r, "tokens_per_s", None), getattr(r, "model_flops_utilisation", None))] for r in bench.rows])
+
+
+MEMORY_LAYER_CSV_FIELDS = ["name", "type", "depth", "saved_for_backward_bytes", "forward_peak_bytes",
+                           "backward_peak_bytes"]
+
+
+def memory_csv(memory, depth: int | None = None) -> str:
+    """The step's bytes by category at the peak and the peak itself, then a blank line and one row
+    per layer (down to ``depth``): the same blocks alone or inside a profile's CSV."""
+    categories = _csv(["memory_category", "bytes_at_peak"],
+                      [*([k, v] for k, v in memory.by_category.items()), ["peak", memory.peak_bytes]])
+    layers = _csv(MEMORY_LAYER_CSV_FIELDS, [
+        [r.name, r.type, r.depth, r.saved_bytes, r.forward_peak, r.backward_peak if memory.mode == "train" else None]
+        for r in memory.layers if depth is None or r.depth <= depth])
+    return categories + "\n" + layers
 
 
 GENERATION_CSV_FIELDS = ["batch_size", "prefill_p50_s", "decode_p50_s", "tokens_per_s", "kv_cache_bytes",
@@ -385,6 +400,10 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
         return _csv(GENERATION_CSV_FIELDS, [[_raw(v) for v in (
             r.batch_size, r.prefill.p50, r.decode.p50, r.tokens_per_s, r.kv_cache_bytes, r.flops_per_token,
             r.mfu_prefill, r.mbu_decode, r.generations, r.decode_steps)] for r in result.rows])
+    if fmt == "csv" and hasattr(result, "max_batch_bounded"):  # a benchmark: as in a profile's CSV
+        return timing_csv(result)
+    if fmt == "csv" and _is_memory(result):
+        return memory_csv(result, depth)
     title, headers, rows, notes = tabular(result)
     if fmt == "csv":
         buffer = io.StringIO()
@@ -435,10 +454,6 @@ def tabular(result) -> tuple[str, list[str], list[list], list[str]]:
         return _generation(result)
     if hasattr(result, "windows") and hasattr(result, "summary"):  # a tracked training loop
         return _track(result)
-    if _is_memory(result):  # a memory report as one table: its layers
-        title, _, _, notes = _memory_parts(result)
-        headers, rows = _memory_layer_rows(result, None, raw=True)
-        return title, headers, rows, notes
     raise TypeError(f"no rendering for {type(result).__name__}")
 
 
@@ -598,11 +613,10 @@ def _memory_parts(m):
     return title, ["Category", "At the peak", "%"], rows, lines
 
 
-def _memory_layer_rows(m, depth, raw: bool = False):
+def _memory_layer_rows(m, depth):
     headers = ["Layer", "Type", "Saved for backward", "Peak in forward", "Peak in backward"]
-    show = (lambda v: v) if raw else binary
-    rows = [[r.name if raw else "  " * (r.depth - 1) + r.name, r.type, show(r.saved_bytes), show(r.forward_peak),
-             show(r.backward_peak) if m.mode == "train" else "-"]
+    rows = [["  " * (r.depth - 1) + r.name, r.type, binary(r.saved_bytes), binary(r.forward_peak),
+             binary(r.backward_peak) if m.mode == "train" else "-"]
             for r in m.layers if depth is None or r.depth <= depth]
     return headers, rows
 
