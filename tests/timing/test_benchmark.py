@@ -1,6 +1,7 @@
 """Timing measured for real on the CPU with small models."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -214,3 +215,12 @@ def test_compile_on_cpu():
     assert b.rows[0].ok and b.settings["compile"] is True
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo really captured and compiled a graph
     assert not hasattr(model, "_orig_mod") and type(model) is nn.Sequential
+
+
+def test_more_threads_than_cpus_is_said():
+    cpus = os.cpu_count()
+    said = f"{cpus + 2} threads on {cpus} logical CPUs: the threads take turns"
+    over = torchprof_lab.benchmark(nn.Linear(8, 8), (8,), [1], threads=cpus + 2, **FAST)
+    assert over.environment["logical_cpus"] == cpus and said in str(over)
+    assert "logical CPUs: the threads take turns" not in str(torchprof_lab.benchmark(nn.Linear(8, 8), (8,), [1],
+                                                                                      threads=1, **FAST))

@@ -210,7 +210,11 @@ def _timing_parts(bench):
         if lat.n < 100:
             notes.append(f"{_which(r)}: p99 from only {lat.n} samples")
     env = bench.environment
-    where = env.get("gpu") or f"{env.get('cpu')}, {_threads(env.get('intra_op_threads'))}"
+    threads, cpus = env.get("intra_op_threads"), env.get("logical_cpus")
+    if threads and cpus and threads > cpus and not env.get("gpu"):
+        notes.append(f"{threads} threads on {cpus} logical CPUs: the threads take turns, so every figure is "
+                     f"slower than this machine runs the model (use {cpus} or fewer)")
+    where = env.get("gpu") or f"{env.get('cpu')}, {_threads(threads)}"
     precision = f"{bench.dtype} autocast" if bench.autocast else bench.dtype
     title = (f"Timing ({bench.mode}, {precision}, {bench.device}: {where}; clock {bench.clock}; "
              f"latency = one synchronized batch, back-to-back = batches queued with one sync)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from contextlib import nullcontext
 import platform
 import time
@@ -255,7 +256,7 @@ def _progress(items, enabled, label):
 
 def environment(device: torch.device, threads: int) -> dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "cpu": cpu_model_name(), "intra_op_threads": threads,
+           "cpu": cpu_model_name(), "logical_cpus": os.cpu_count(), "intra_op_threads": threads,
            "inter_op_threads": torch.get_num_interop_threads()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
