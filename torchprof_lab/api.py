@@ -193,8 +193,9 @@ def _profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_s
             if is_out_of_memory(exc) or isinstance(exc, ProfilerError):
                 raise
             # a forward that raised while timed: a counting pass names the layer and the shapes it got
-            try:
-                count(model, input_shape, (sizes or [None])[0], inputs=inputs, device=device, dtype=options.dtype)
+            try:  # in the timed mode: a training-mode layer (batch norm at batch 1) fails as it did
+                count(model, input_shape, (sizes or [None])[0], inputs=inputs, device=device, dtype=options.dtype,
+                      train=options.train)
             except ForwardError as named:
                 raise named from exc
             except Exception:  # noqa: BLE001 - the count failed otherwise: the timing error is the one to show

@@ -92,3 +92,21 @@ def test_a_formula_that_cannot_read_its_arguments_lists_the_op(monkeypatch):
 class MatMul(nn.Module):
     def forward(self, a, b):
         return a @ b
+
+
+def test_a_usual_cause_is_named_beside_torchs_words():
+    """Batch norm at batch 1 in training, float ids into an embedding, a position past its rows: the
+    error keeps torch's words and adds what to do. The profile names the batch norm as the timed
+    training step met it (its naming pass runs in training mode too)."""
+    net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    with pytest.raises(ForwardError, match=r"'1' \(BatchNorm1d\) .*Expected more than 1 value per channel when "
+                                           r"training.*\(a batch norm in training mode needs .* a batch of 2 or more"):
+        torchprof_lab.profile(net, (4,), batch_sizes=[1], train=True, min_time=0.01, warmup=0, hardware=False)
+    table = nn.Sequential(nn.Embedding(10, 4))
+    with pytest.raises(ForwardError, match=r"scalar types: Long, Int.*\(an embedding takes integer ids"):
+        torchprof_lab.count(table, inputs=torch.zeros(1, 3))
+    with pytest.raises(ForwardError, match=r"index out of range in self \(an id or a position past the embedding"):
+        torchprof_lab.count(table, inputs=torch.tensor([[3, 12]]))
+    with pytest.raises(ForwardError) as plain:  # no usual cause: torch's words alone
+        torchprof_lab.count(nn.Linear(5, 2), (4,))
+    assert str(plain.value).endswith(f": {plain.value.reason}")
