@@ -197,6 +197,35 @@ def test_native_multi_head_attention_fast_path_and_meta_agree():
         assert count(mha, x, x, x).macs == expected
 
 
+@pytest.mark.parametrize("need_weights,average", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("mask", [None, "key padding", "attention"])
+def test_multi_head_attention_fast_path_counts_what_meta_counts(need_weights, average, mask):
+    """The fast path with the weights asked for (nn.MultiheadAttention's default) runs unfused: q
+    rescaled beside its bias, a mask applied to each score, the weights averaged over the heads.
+    The CPU's fast path and meta's math path count the same FLOPs, and without a mask the hand count."""
+    b, l, e, h = 3, 7, 16, 4
+    mha = nn.MultiheadAttention(e, h, batch_first=True).eval()
+    masks = {"key padding": dict(key_padding_mask=torch.rand(b, l) > 0.8),
+             "attention": dict(attn_mask=torch.rand(l, l) > 0.8)}.get(mask, {})
+
+    class Call(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x, **given):
+            return self.mha(x, x, x, need_weights=need_weights, average_attn_weights=average, **given)[0]
+
+    x = torch.randn(b, l, e)
+    cpu, meta = (torchprof_lab.count(Call(), inputs={"x": x, **masks}, device=d) for d in ("cpu", "meta"))
+    assert (cpu.macs, cpu.flops) == (meta.macs, meta.flops)
+    if mask is None:
+        macs = b * (l * e * e * 3 + 2 * l * l * e + l * e * e)
+        fused = 2 * macs + b * 4 * l * e + 5 * b * h * l * l  # 2 x MACs, four biases, softmax (5 per score)
+        weights = (b * l * e + (b * h * l * l if average else 0)) if need_weights else 0
+        assert (cpu.macs, cpu.flops) == (macs, fused + weights)
+
+
 def test_transformer_encoder_fast_path():
     layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True).eval()
     x = torch.randn(2, 5, 32)

@@ -245,7 +245,19 @@ def _mha_lengths(b: int, lq: int, lk: int, e: int, num_heads: int):
 
 @register(*aten_ops("_native_multi_head_attention"))
 def native_multi_head_attention(args, kwargs, out):
-    return _mha_cost(args[0], args[1], args[3], args[4])
+    """With the weights asked for (the default), the kernel runs the unfused path: q rescaled as
+    its bias is added (one FLOP more per q element), a mask applied to every score (one each)
+    and, averaged, the weights summed over the heads and divided (one per head per weight): what
+    the math path counts on meta."""
+    query, key, heads = args[0], args[1], args[4]
+    macs, flops = _mha_cost(query, key, args[3], heads)
+    given = {**dict(zip(("mask", "need_weights", "average_attn_weights"), args[9:12])), **kwargs}
+    if given.get("need_weights", True) and not query.is_nested:
+        scores = query.shape[0] * heads * query.shape[-2] * key.shape[-2]
+        flops += query.numel() + (scores if given.get("mask") is not None else 0)
+        if given.get("average_attn_weights", True):
+            flops += scores
+    return macs, flops
 
 
 @register(*aten_ops("_transformer_encoder_layer_fwd"))
