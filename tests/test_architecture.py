@@ -108,6 +108,7 @@ def test_the_package_and_its_pytest_plugin_import_without_torch():
 
 def test_the_mappings_inside_results_are_read_only_and_still_pickle():
     """A frozen dataclass stops report.x = y; its dict fields refuse writes too (values.FrozenDict)."""
+    import copy as copy_module
     import pickle
 
     from torch import nn
@@ -129,6 +130,7 @@ def test_the_mappings_inside_results_are_read_only_and_still_pickle():
     with pytest.raises(ValueError, match="unpickled"):
         copy.max_batch(2 ** 20)
     assert r.memory.predictor is not None  # the original keeps its own
+    assert copy_module.copy(r.memory).max_batch(2 ** 20) == copy_module.deepcopy(r).memory.max_batch(2 ** 20) > 2
     with pytest.raises(TypeError):
         copy.by_category["written"] = 1
     assert dataclasses.replace(r, notes=("a new value",)).uncounted_ops == r.uncounted_ops

@@ -209,6 +209,9 @@ def _profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_s
                           dtype=options.dtype)
         if options.per_layer:
             table = _with_layer_latency(table, bench.layer_latency)
+        labelled = batch_label_note(*call_args(inputs), batch_size) if fixed_inputs else None
+        if labelled and labelled not in table.notes:
+            table = replace(table, notes=(*table.notes, labelled))
         if hardware:
             ceiling = ceiling_for(torch.device(bench.device), bench.dtype, options.threads)
             if ceiling is not None:

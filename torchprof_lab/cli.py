@@ -315,12 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             write_atomically(args.output, text)
             print(f"wrote {args.format or 'table'} report to {args.output}", file=sys.stderr)
         else:
-            print(text, end="" if text.endswith("\n") else "\n")
-            sys.stdout.flush()
-        return 0
-    except BrokenPipeError:  # the reader stopped early (| head): what it read was right, say nothing
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
+            _print_report(text)
         return 0
     except (UncountedOpsError, OSError, RuntimeError, MemoryError) as exc:  # the run failed
         if is_out_of_memory(exc) or is_out_of_memory(exc.__cause__):
@@ -336,6 +331,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(ProfilerError(f"{type(exc).__name__}: {_first_line(str(exc))} "
                                        f"(TORCHPROF_LAB_DEBUG=1 shows the traceback)"), 1)
+
+
+def _print_report(text: str) -> None:
+    """The report on stdout; a reader that stopped early (``| head``) read what it wanted: no error.
+    Only this write: a broken pipe anywhere else in the run fails it as any OSError does."""
+    try:
+        print(text, end="" if text.endswith("\n") else "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
 
 
 def _fail(exc: BaseException, code: int) -> int:

@@ -5,13 +5,14 @@ class ProfilerError(Exception):
     """Base class for errors torchprof_lab raises about the user's model or input."""
 
 
-# torch's words for a failing forward that has a usual cause, and what to do about it
+# torch's words for a failing forward that has a usual cause, the layer type they must come from
+# ("" for any), and what to do about it
 FORWARD_HINTS = (
-    ("Expected more than 1 value per channel when training",
+    ("Expected more than 1 value per channel when training", "",
      "a batch norm in training mode needs more than one value per channel: a batch of 2 or more, or a larger input"),
-    ("'indices' to have one of the following scalar types",
+    ("'indices' to have one of the following scalar types", "Embedding",
      "an embedding takes integer ids: --input-dtype long, or inputs= of token ids"),
-    ("index out of range in self",
+    ("index out of range in self", "Embedding",  # index_select's words: other layers say them too
      "an id or a position past the embedding's rows: ids below its size, a sequence within the model's positions"),
 )
 
@@ -23,7 +24,8 @@ class ForwardError(ProfilerError, RuntimeError):
     def __init__(self, layer: str, layer_type: str, input_shapes: str, reason: str):
         self.layer, self.layer_type, self.input_shapes, self.reason = layer, layer_type, input_shapes, reason
         where = f"layer '{layer}' ({layer_type})" if layer else f"model forward ({layer_type})"
-        hint = next((f" ({hint})" for words, hint in FORWARD_HINTS if words in reason), "")
+        hint = next((f" ({hint})" for words, layer_kind, hint in FORWARD_HINTS
+                     if words in reason and layer_kind in layer_type), "")
         super().__init__(f"{where} failed on input of shape {input_shapes}: {reason}{hint}")
 
 

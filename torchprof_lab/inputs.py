@@ -90,8 +90,10 @@ def moved(t: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Te
     """``t`` on ``device``, a floating ``t`` in ``dtype`` if given. A meta copy keeps ``t``'s strides
     (``.to`` would make it contiguous): kernel choices read them, attention's among them."""
     dtype = dtype if dtype is not None and t.is_floating_point() else t.dtype
-    if torch.device(device).type == "meta" and t.device.type != "meta" and t.layout == torch.strided \
-            and not t.is_nested:
+    if torch.device(device).type == "meta" and t.is_nested:
+        raise ValueError("a nested tensor input cannot go to the meta device (torch has no meta nested tensors): "
+                         "count it on its own device")
+    if torch.device(device).type == "meta" and t.device.type != "meta" and t.layout == torch.strided:
         return torch.empty_strided(t.shape, t.stride(), dtype=dtype, device="meta").requires_grad_(t.requires_grad)
     return t.to(device=device, dtype=dtype)
 

@@ -102,10 +102,17 @@ def _factory(spec: str):
         raise UnknownModelError(spec, [], f" ({module_name}.{attr} is a {type(factory).__name__}, not a callable "
                                           f"that builds the model)")
     if factory is None:
-        close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")
-                                                 and callable(getattr(module, n, None))], n=3)
-        raise UnknownModelError(spec, [f"{module_name}:{c}" for c in close])
+        close = [n for n in difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=10)
+                 if _callable_attribute(module, n)][:3]  # only the close names are looked up: a lazy package
+        raise UnknownModelError(spec, [f"{module_name}:{c}" for c in close])  # imports one submodule per name
     return factory
+
+
+def _callable_attribute(module, name: str) -> bool:
+    try:
+        return callable(getattr(module, name))
+    except Exception:  # noqa: BLE001 - a lazy attribute whose import fails is no suggestion
+        return False
 
 
 def _torchvision(name: str, weights: str | None, device: str | None) -> BuiltModel:

@@ -34,6 +34,17 @@ def test_a_reader_that_stops_early_is_no_error():
     assert child.wait(timeout=300) == 0 and err == ""
 
 
+def test_a_broken_pipe_inside_the_run_still_fails_it(tmp_path, monkeypatch, capsys):
+    """Only the report's own write may meet a reader gone away; a broken pipe in the model fails the run."""
+    (tmp_path / "pipe_model.py").write_text(
+        "import torch\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n"
+        "        raise BrokenPipeError(32, 'Broken pipe')\n\ndef make():\n    return Net()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "r.txt"
+    assert main(["pipe_model:make", "--input-shape", "4", "--no-timing", "--output", str(out)]) != 0
+    assert "Broken pipe" in capsys.readouterr().err and not out.exists()
+
+
 def test_json_to_file(tmp_path):
     out = tmp_path / "r.json"
     assert main(["mobilenet_v2", "--device", "meta", "--format", "json", "--output", str(out)]) == 0
@@ -256,6 +267,11 @@ def test_output_is_written_atomically(tmp_path, monkeypatch, capsys):
         assert main(["no_such_model", "--batch", "1,2", flag, str(tmp_path)]) == 1  # a folder, not a file
         assert capsys.readouterr().err.strip() == (f"torchprof_lab: error: cannot write {flag} {tmp_path}: it is a "
                                                    f"folder (name a file in it)")
+    link = tmp_path / "latest.txt"  # a link is written through: its target's folder is the one checked
+    link.symlink_to(tmp_path / "missing" / "dated.txt")
+    assert main(["no_such_model", "--output", str(link)]) == 1
+    assert capsys.readouterr().err.strip() == (f"torchprof_lab: error: cannot write --output {link}: the folder "
+                                               f"{tmp_path / 'missing'} does not exist")
 
 
 def test_written_files_get_a_new_files_mode_or_keep_the_replaced_ones(tmp_path, monkeypatch):

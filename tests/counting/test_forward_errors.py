@@ -107,6 +107,13 @@ def test_a_usual_cause_is_named_beside_torchs_words():
         torchprof_lab.count(table, inputs=torch.zeros(1, 3))
     with pytest.raises(ForwardError, match=r"index out of range in self \(an id or a position past the embedding"):
         torchprof_lab.count(table, inputs=torch.tensor([[3, 12]]))
+    class Picks(nn.Module):  # index_select's words outside an embedding: no embedding hint
+        def forward(self, x):
+            return x.index_select(0, torch.tensor([7]))
+
+    with pytest.raises(ForwardError) as picked:
+        torchprof_lab.count(Picks(), (4,))
+    assert str(picked.value).endswith("index out of range in self")
     with pytest.raises(ForwardError) as plain:  # no usual cause: torch's words alone
         torchprof_lab.count(nn.Linear(5, 2), (4,))
     assert str(plain.value).endswith(f": {plain.value.reason}")

@@ -223,3 +223,24 @@ def test_the_csv_carries_the_roofline_columns_of_the_table():
         assert rows[layer.name]["bound"] == layer.bound in ("compute", "memory")
         assert float(rows[layer.name]["min_time"]) == layer.min_time > 0
         assert float(rows[layer.name]["time_over_bound"]) == layer.time_over_bound
+
+
+def test_the_timing_csv_carries_every_column_of_the_table():
+    """GPU power, energy, clock, temperature and CUDA peak memory, and the spread: in the CSV as in the table."""
+    from torchprof_lab.hardware.nvml import PowerSummary
+    from torchprof_lab.report.render import render
+    from torchprof_lab.timing.result import BenchmarkReport, BenchmarkRow
+    from torchprof_lab.timing.stats import LatencyStats
+
+    power = PowerSummary(1.0, 250.0, "energy counter", 250.0, 300.0, 1700.0, 1750.0, 71.0)
+    row = BenchmarkRow(8, latency=LatencyStats.of([0.01] * 20), power=power, samples_processed=1000,
+                       max_memory_allocated=2 ** 30, max_memory_reserved=2 ** 31)
+    bench = BenchmarkReport("m", "(8,)", "cuda:0", "fp32", "inference", "cuda_event", {},
+                            {"gpu": "H100", "intra_op_threads": 1}, (row,))
+    table_header = render(bench).splitlines()[1]
+    assert all(word in table_header for word in ("IQR %", "Mean W", "Max allocated", "Max reserved"))
+    got = next(csv.DictReader(io.StringIO(render(bench, "csv"))))
+    assert float(got["mean_w"]) == power.mean_w and float(got["joules_per_sample"]) == row.joules_per_sample
+    assert float(got["min_sm_clock_mhz"]) == power.min_sm_clock_mhz and float(got["max_temperature_c"]) == 71.0
+    assert int(got["max_memory_allocated"]) == 2 ** 30 and int(got["max_memory_reserved"]) == 2 ** 31
+    assert float(got["relative_iqr"]) == row.latency.relative_iqr == 0.0

@@ -123,16 +123,29 @@ def test_listed_sizes_go_on_after_an_oom_row_and_max_batch_is_found():
     assert b.to_dict()["max_batch_bounded"] is True
 
 
+def test_max_batch_searches_below_when_no_size_fits_and_says_none_when_batch_1_does_not():
+    b = torchprof_lab.benchmark(OutOfMemoryAbove(5), (4,), [8, 16], max_batch=True, **FAST)
+    assert [r.status for r in b.rows] == ["OOM", "OOM"] and b.max_batch == 5 and b.max_batch_bounded
+    assert "Largest batch that fits: 5\n" in str(b) + "\n"
+    none = torchprof_lab.benchmark(OutOfMemoryAbove(0), (4,), [2], max_batch=True, **FAST)
+    assert none.max_batch == 0 and "Largest batch that fits: none (batch 1 runs out of memory)" in str(none)
+    below = torchprof_lab.benchmark(OutOfMemoryAbove(3), (4,), [4, 2], max_batch=True, **FAST)  # an OOM below
+    assert below.max_batch == 3 and below.max_batch_bounded  # the search runs between 2 and 4
+
+
 def test_a_sweep_with_batch_sizes_is_refused():
-    with pytest.raises(ValueError, match=r"batch sizes \[3, 5\] would not be timed: give batch sizes or sweep"):
+    with pytest.raises(ValueError, match=r"the batch size\(s\) given \(3, 5\) would not be timed: give batch sizes "
+                                         r"or sweep"):
         torchprof_lab.benchmark(nn.Linear(4, 4), (4,), [3, 5], sweep=True, **FAST)
+    with pytest.raises(ValueError, match=r"the batch size\(s\) given \(4\) would not be timed"):  # batch_size=4
+        torchprof_lab.profile(nn.Linear(4, 4), (4,), 4, sweep=True, **FAST)
 
 
 def test_max_batch_without_a_failure_is_only_a_lower_bound_and_says_so():
     """Nothing tried ran out of memory: the largest batch tried is not called the largest that fits."""
     b = torchprof_lab.benchmark(OutOfMemoryAbove(100), (4,), [1, 8], max_batch=True, **FAST)
     assert b.max_batch == 8 and not b.max_batch_bounded and b.max_batch_text == "≥ 8"
-    assert "Largest batch that fits: ≥ 8 (the largest tried; nothing ran out of memory)" in str(b)
+    assert "Largest batch that fits: ≥ 8 (the largest tried; none larger ran out of memory)" in str(b)
     assert b.to_dict()["max_batch_bounded"] is False and "fits: ≥ 8" in b.to_html()
     assert torchprof_lab.benchmark(OutOfMemoryAbove(100), (4,), [2], **FAST).to_dict()["max_batch_bounded"] is None
 
@@ -218,7 +231,7 @@ def test_compile_on_cpu():
 
 
 def test_more_threads_than_cpus_is_said():
-    cpus = os.cpu_count()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     said = f"{cpus + 2} threads on {cpus} logical CPUs: the threads take turns"
     over = torchprof_lab.benchmark(nn.Linear(8, 8), (8,), [1], threads=cpus + 2, **FAST)
     assert over.environment["logical_cpus"] == cpus and said in str(over)

@@ -102,6 +102,18 @@ def test_a_batch_size_that_labels_another_first_dimension_is_said():
     assert r.batch_size == 3 and any(n.startswith(said) for n in r.notes)
     m = torchprof_lab.memory(rnn, inputs=x, batch_size=3)
     assert m.batch_size == 3 and any(n.startswith(said) for n in m.notes)
+    p = torchprof_lab.profile(rnn, inputs=x, batch_size=3, hardware=False, **FAST)
+    assert p.timing.rows[0].batch_size == 3 and [n for n in p.notes if n.startswith(said)] != []
     for agreeing in (torchprof_lab.count(rnn, inputs=x), torchprof_lab.count(rnn, inputs=x, batch_size=6),
                      torchprof_lab.count(rnn, inputs=lambda b: torch.randn(6, b, 8), batch_size=3)):
         assert not any("labels inputs" in n for n in agreeing.notes)
+
+
+def test_a_nested_input_on_meta_is_refused_in_one_line():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's prototype warning for nested tensors
+        x = torch.nested.nested_tensor([torch.randn(2, 8), torch.randn(3, 8)])
+    with pytest.raises(ValueError, match="a nested tensor input cannot go to the meta device"):
+        torchprof_lab.count(nn.Linear(8, 8), inputs=x, device="meta")

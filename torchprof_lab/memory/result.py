@@ -73,6 +73,12 @@ class MemoryReport(render.Rendered, Value):
         """Pickled without ``predictor`` (it runs the user's model, which a pickle does not carry)."""
         return {**self.__dict__, "predictor": None}
 
+    def __copy__(self):  # a value: a copy in this process is the report itself, predictor and all
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     def with_fit(self, label: str, budget_bytes: int) -> "MemoryReport":
         """A new report that also names the largest batch fitting ``budget_bytes`` (``max_batch``),
         and when none does (0), what batch 1 needs: a budget too small says by how much."""

@@ -232,8 +232,9 @@ def _timing_parts(bench):
             lines.append(f"Bandwidth: {si(c.peak_bandwidth, 'B/s')}, ridge {c.ridge_point:.1f} FLOP/B")
         lines += [f"Note: {n}" for n in c.notes]
     if bench.max_batch is not None:
-        lines.append(f"Largest batch that fits: {bench.max_batch}" if bench.max_batch_bounded else
-                     f"Largest batch that fits: {bench.max_batch_text} (the largest tried; nothing ran out of memory)")
+        lines.append(f"Largest batch that fits: {bench.max_batch_text}" if bench.max_batch_bounded else
+                     f"Largest batch that fits: {bench.max_batch_text} (the largest tried; none larger ran out of "
+                     f"memory)")
     if bench.layer_latency and bench.layer_latency_total:
         lines.append(_layer_pass_line(bench))
     lines += [f"Note: {n}" for n in notes]
@@ -287,7 +288,8 @@ def jsonable(value):
 
 def to_csv(report, depth: int | None = None) -> str:
     """One row per layer (down to ``depth``) and a final row for the whole model, raw numbers;
-    when the profile was timed, a blank line and then the timing rows, one per batch size."""
+    when the profile was timed, a blank line and then the timing rows, one per batch size (``timing_csv``);
+    with memory, its two blocks (``memory_csv``), each after a blank line."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -307,11 +309,18 @@ def to_csv(report, depth: int | None = None) -> str:
 
 def timing_csv(bench) -> str:
     """One row per batch size, raw numbers: the same block alone or inside a profile's CSV."""
+    def power(r, name):
+        return getattr(r.power, name, None) if getattr(r, "power", None) is not None else None
+
     return _csv(TIMING_CSV_FIELDS, [[r.batch_size, r.status] + [_raw(v) for v in (
-        *((r.latency.p50, r.latency.p90, r.latency.p99, r.latency.n) if r.ok else (None,) * 4),
+        *((r.latency.p50, r.latency.p90, r.latency.p99, r.latency.n, r.latency.relative_iqr) if r.ok
+          else (None,) * 5),
         r.samples_per_s, r.throughput_samples_per_s, r.flops_per_batch, r.bytes_per_batch,
         r.achieved_flops, r.utilisation, r.bandwidth_utilisation, getattr(r, "tokens_per_sample", None),
-        getattr(r, "tokens_per_s", None), getattr(r, "model_flops_utilisation", None))] for r in bench.rows])
+        getattr(r, "tokens_per_s", None), getattr(r, "model_flops_utilisation", None),
+        power(r, "mean_w"), getattr(r, "joules_per_sample", None), power(r, "min_sm_clock_mhz"),
+        power(r, "max_temperature_c"), getattr(r, "max_memory_allocated", None),
+        getattr(r, "max_memory_reserved", None))] for r in bench.rows])
 
 
 MEMORY_LAYER_CSV_FIELDS = ["name", "type", "depth", "saved_for_backward_bytes", "forward_peak_bytes",
@@ -341,10 +350,11 @@ def _csv(headers, rows) -> str:
     return buffer.getvalue()
 
 
-TIMING_CSV_FIELDS = ["batch_size", "status", "p50_s", "p90_s", "p99_s", "n", "samples_per_s",
+TIMING_CSV_FIELDS = ["batch_size", "status", "p50_s", "p90_s", "p99_s", "n", "relative_iqr", "samples_per_s",
                      "throughput_samples_per_s", "flops_per_batch", "bytes_per_batch", "achieved_flops",
                      "utilisation", "bandwidth_utilisation", "tokens_per_sample", "tokens_per_s",
-                     "model_flops_utilisation"]
+                     "model_flops_utilisation", "mean_w", "joules_per_sample", "min_sm_clock_mhz",
+                     "max_temperature_c", "max_memory_allocated", "max_memory_reserved"]  # the last six: GPU runs
 
 
 def _raw(value) -> str:

@@ -37,7 +37,8 @@ def check_folder(path: str, what: str = "") -> str:
     naming ``what`` (e.g. a flag) and the path. The CLI checks before a run, the writer again."""
     if os.path.isdir(path):
         raise OSError(f"cannot write {what + ' ' if what else ''}{path}: it is a folder (name a file in it)")
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path) if os.path.islink(path) else path  # a link is written through
+    folder = os.path.dirname(os.path.abspath(target))
     problem = ("does not exist" if not os.path.isdir(folder)
                else "is not writable" if not os.access(folder, os.W_OK) else None)
     if problem:
@@ -52,8 +53,8 @@ def write_atomically(path: str, text: str) -> str:
     A symbolic link (a ``latest.html`` pointing at a dated report) is written through: the file
     it points at is replaced, the link stays. Raises OSError with the path in its message
     (missing folder, read-only, disk full)."""
+    folder = check_folder(path)
     real = os.path.realpath(path) if os.path.islink(path) else path
-    folder = check_folder(real)
     data = text if text.endswith("\n") else text + "\n"
     try:
         fd, tmp = tempfile.mkstemp(prefix=".torchprof_lab-", suffix=".tmp", dir=folder)

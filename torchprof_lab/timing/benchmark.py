@@ -50,8 +50,9 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None,
 
     ``options`` (a TimingOptions) or its fields as keywords (dtype, train, warmup, min_time,
     sweep, max_batch, per_layer ...) say how. sweep tries powers of two until one runs out of
-    memory or sweep_budget seconds pass; an out-of-memory batch becomes an "OOM" row;
-    max_batch then binary-searches the largest batch that fits. ``inputs`` replaces the random
+    memory or sweep_budget seconds pass (batch sizes beside it are refused); an out-of-memory
+    batch becomes an "OOM" row; max_batch then binary-searches the largest batch that fits, a
+    lower bound (``max_batch_bounded`` False) when no larger size ran out. ``inputs`` replaces the random
     batch of ``input_shape``: fixed inputs are one row at the batch they carry (``batch_size=``
     when their shapes do not say), a callable ``batch -> inputs`` makes them for every size.
     ``counts`` (a callable (module, args, kwargs, batch) -> (FLOPs, bytes), called on the timed
@@ -130,8 +131,9 @@ def _settings(options: TimingOptions) -> dict:
 def _batch_plan(batch_sizes, sweep: bool) -> list[int]:
     if sweep:
         if batch_sizes is not None:
-            raise ValueError(f"sweep times powers of two from 1 up to {SWEEP_LIMIT}, so batch sizes "
-                             f"{batch_sizes!r} would not be timed: give batch sizes or sweep, not both")
+            raise ValueError(f"sweep times powers of two from 1 up to {SWEEP_LIMIT}, so the batch size(s) given "
+                             f"({', '.join(map(str, batch_sizes))}) would not be timed: give batch sizes or sweep, "
+                             f"not both")
         return [2 ** k for k in range(SWEEP_LIMIT.bit_length())]
     if batch_sizes is None:
         return [1]
@@ -226,13 +228,13 @@ def _warm_up(step, clock, options) -> None:
 
 def _largest_batch(rows: list[BenchmarkRow], measure) -> tuple[int | None, bool]:
     """(largest batch that fits, whether a larger one failed): a binary search between the largest
-    batch that fit and the smallest that did not. Without a failure above it, the largest batch
-    tried is only a lower bound (False)."""
+    batch that fit (0 when none did) and the smallest that did not; 0 when not even batch 1 fits.
+    Without a failure above it, the largest batch tried is only a lower bound (False)."""
     fits = [r.batch_size for r in rows if r.ok]
     fails = [r.batch_size for r in rows if not r.ok]
-    if not fits:
-        return None, bool(fails)
-    lo = max(fits)
+    if not fits and not fails:
+        return None, False
+    lo = max(fits, default=0)
     hi = min((b for b in fails if b > lo), default=None)
     if hi is None:
         return lo, False  # nothing failed above it: the largest size tried
@@ -254,9 +256,18 @@ def _progress(items, enabled, label):
     return tqdm(items, desc=label, disable=None if enabled is None else not enabled, leave=False)
 
 
+def _usable_cpus() -> int | None:
+    """The logical CPUs this process may run on (a container's cpuset or an affinity mask can allow
+    fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count()
+
+
 def environment(device: torch.device, threads: int) -> dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "cpu": cpu_model_name(), "logical_cpus": os.cpu_count(), "intra_op_threads": threads,
+           "cpu": cpu_model_name(), "logical_cpus": _usable_cpus(), "intra_op_threads": threads,
            "inter_op_threads": torch.get_num_interop_threads()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -131,8 +131,8 @@ class BenchmarkReport(render.Rendered, Value):
     environment: dict
     rows: tuple[BenchmarkRow, ...]
     max_batch: int | None = None
-    # True when a larger batch ran out of memory, so max_batch is the largest that fits; False when
-    # nothing tried ran out: max_batch is then only the largest batch tried, a lower bound
+    # True when a larger batch ran out of memory, so max_batch is the largest that fits (0: none
+    # does); False when nothing larger ran out: max_batch is then only the largest batch tried
     max_batch_bounded: bool = False
     layer_latency: dict[str, float] = field(default_factory=dict)  # median seconds per forward
     layer_latency_total: float | None = None  # whole-model median in that same per-layer pass
@@ -143,9 +143,12 @@ class BenchmarkReport(render.Rendered, Value):
 
     @property
     def max_batch_text(self) -> str | None:
-        """max_batch as every rendering writes it: '8', or '≥ 8' when nothing tried ran out of memory."""
+        """max_batch as every rendering writes it: '8'; '≥ 8' when nothing larger ran out of memory;
+        'none' when not even batch 1 fits."""
         if self.max_batch is None:
             return None
+        if self.max_batch == 0:
+            return "none (batch 1 runs out of memory)"
         return str(self.max_batch) if self.max_batch_bounded else f"≥ {self.max_batch}"
 
     def row(self, batch_size: int) -> BenchmarkRow:
