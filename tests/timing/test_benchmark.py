@@ -124,12 +124,13 @@ def test_listed_sizes_go_on_after_an_oom_row_and_max_batch_is_found():
 
 
 def test_max_batch_searches_below_when_no_size_fits_and_says_none_when_batch_1_does_not():
-    b = torchprof_lab.benchmark(OutOfMemoryAbove(5), (4,), [8, 16], max_batch=True, **FAST)
+    quick = dict(FAST, min_time=0.005, min_runs=3)
+    b = torchprof_lab.benchmark(OutOfMemoryAbove(5), (4,), [8, 16], max_batch=True, **quick)
     assert [r.status for r in b.rows] == ["OOM", "OOM"] and b.max_batch == 5 and b.max_batch_bounded
     assert "Largest batch that fits: 5\n" in str(b) + "\n"
-    none = torchprof_lab.benchmark(OutOfMemoryAbove(0), (4,), [2], max_batch=True, **FAST)
+    none = torchprof_lab.benchmark(OutOfMemoryAbove(0), (4,), [2], max_batch=True, **quick)
     assert none.max_batch == 0 and "Largest batch that fits: none (batch 1 runs out of memory)" in str(none)
-    below = torchprof_lab.benchmark(OutOfMemoryAbove(3), (4,), [4, 2], max_batch=True, **FAST)  # an OOM below
+    below = torchprof_lab.benchmark(OutOfMemoryAbove(3), (4,), [4, 2], max_batch=True, **quick)  # an OOM below
     assert below.max_batch == 3 and below.max_batch_bounded  # the search runs between 2 and 4
 
 
