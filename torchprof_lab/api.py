@@ -71,7 +71,7 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size
                             name=name or type(model).__name__, device=str(run_device), formulas=formulas,
                             held=held, counted=want.name, cast=cast if meta else None, totals_of=model,
                             attention=_attention_target(model) if meta else None)
-    said = batch_label_note(args, kwargs, batch_size) if inputs is not None and not callable(inputs) else None
+    said = batch_label_note(inputs, batch_size)
     if said:
         report = replace(report, notes=(*report.notes, said))
     if batch is None:  # the counts stand; only the batch label is unknown
@@ -209,7 +209,7 @@ def _profile(model: nn.Module, input_shape: Sequence[int] | None = None, batch_s
                           dtype=options.dtype)
         if options.per_layer:
             table = _with_layer_latency(table, bench.layer_latency)
-        labelled = batch_label_note(*call_args(inputs), batch_size) if fixed_inputs else None
+        labelled = batch_label_note(inputs, batch_size)
         if labelled and labelled not in table.notes:
             table = replace(table, notes=(*table.notes, labelled))
         if hardware:

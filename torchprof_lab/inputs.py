@@ -53,11 +53,14 @@ def infer_batch(args: tuple, kwargs: dict) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def batch_label_note(args: tuple, kwargs: dict, batch_size: int | None) -> str | None:
-    """A note when ``batch_size`` labels inputs whose tensors share another first dimension: a
-    sequence-first layout (T, B, ...) is labelled so on purpose, a mistake should not pass unseen."""
-    found = infer_batch(args, kwargs)
-    if batch_size is None or found is None or found == batch_size:
+def batch_label_note(inputs, batch_size: int | None) -> str | None:
+    """A note when ``batch_size`` labels fixed ``inputs`` whose tensors share another first dimension:
+    a sequence-first layout (T, B, ...) is labelled so on purpose, a mistake should not pass unseen.
+    None for no inputs or a callable of the batch size (it makes the batch it is asked for)."""
+    if inputs is None or callable(inputs) or batch_size is None:
+        return None
+    found = infer_batch(*call_args(inputs))
+    if found is None or found == batch_size:
         return None
     return (f"batch_size={batch_size} labels inputs whose tensors' first dimension is {found}: per-sample "
             f"figures divide by {batch_size} (right for sequence-first inputs; otherwise drop batch_size=)")

@@ -156,6 +156,7 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
             work = work.to(cast)
     work.train(train)
     names = {m: n for n, m in work.named_modules()}
+    labelled = batch_label_note(inputs, batch)  # the batch asked for, before the inputs' own is read
     args, kwargs, batch, description = _example(work, input_shape, inputs, batch, run_device,
                                                 cast or floating_dtype(work))
     hooks = LayerHooks(names)
@@ -167,7 +168,6 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
         tracker.track(b, "buffers")
     for t in tree_leaves((args, kwargs)):
         tracker.track(t, "inputs")
-    labelled = batch_label_note(args, kwargs, batch) if inputs is not None and not callable(inputs) else None
     notes = [labelled] if labelled else []
     opt = opt_name = None
     if train:
