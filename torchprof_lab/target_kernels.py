@@ -51,6 +51,11 @@ def _cpu_stand_in(t):
                                                                                   and t.is_floating_point())
 
 
+def calls(n: int) -> str:
+    """'1 call', '4 calls': how the notes on these choices count them."""
+    return f"{n} call{'s' if n != 1 else ''}"
+
+
 class TargetKernels(TorchFunctionMode):
     """A meta step as the target would run it: autocast to ``dtype`` (None: no autocast), and
     ``scaled_dot_product_attention`` through the target's kernel (``attention``: "cuda" runs

@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 from ..errors import DataDependentError, ForwardError
 from ..model_state import meta_twins, model_restored
-from ..target_kernels import TargetKernels
+from ..target_kernels import TargetKernels, calls
 from ..torch_internals import tree_leaves
 from .attribution import Accumulator, LayerTracker
 from .dispatch import CountingMode, MetaValueRead
@@ -134,7 +134,6 @@ def _attention_notes(kernels, attention: str | None) -> tuple[str, ...]:
     """What the report says of scaled_dot_product_attention counted on meta for ``attention``."""
     if not isinstance(kernels, TargetKernels):
         return ()
-    calls = lambda n: f"{n} call{'s' if n != 1 else ''}"  # noqa: E731
     device = "CUDA's memory-efficient" if attention == "cuda" else "the CPU's flash"
     notes = []
     if kernels.fused:

@@ -37,6 +37,15 @@ def cpu_model_name() -> str:
     return (info[0].get("model name") if info else None) or platform.processor() or platform.machine()
 
 
+def usable_cpus() -> int | None:
+    """The logical CPUs this process may run on (a container's cpuset or an affinity mask can allow
+    fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count()
+
+
 _CPUFREQ_MAX = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
 
 

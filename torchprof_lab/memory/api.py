@@ -21,7 +21,7 @@ from ..model_state import check_device, floating_dtype, model_copy, model_device
 from ..optimizers import make_optimizer
 from ..timing.prepare import precision_plan, trainable_outputs
 from ..torch_internals import tree_leaves, tree_map
-from ..target_kernels import TargetKernels
+from ..target_kernels import TargetKernels, calls
 from .result import CATEGORIES, LayerMemory, MemoryReport, TimelinePoint
 from .tracker import CUDA_BLOCK, LayerHooks, MemoryTracker
 
@@ -107,10 +107,6 @@ def memory_of_parallel_step(model: nn.Module, input_shape: Sequence[int], batch_
                       target=device.type, name=name or type(model).__name__, run_device=device, timeline=False,
                       wrap=wrap, warm_steps=2, categories=CATEGORIES + tuple(categories))
     return replace(report, notes=report.notes + tuple(notes))
-
-
-def _calls(n: int) -> str:
-    return f"{n} call{'s' if n != 1 else ''}"
 
 
 def _target(target, home: torch.device) -> str:
@@ -231,11 +227,11 @@ def _run(*, model, input_shape, inputs, batch, train, optimizer, loss_fn, want, 
         hooks.detach()
         tracker.live.clear()  # later frees (the copy going away) are not part of the step
     if meta and mixed.fused:
-        notes.append(f"scaled_dot_product_attention ({_calls(mixed.fused)}) predicted with the target's fused kernel: "
+        notes.append(f"scaled_dot_product_attention ({calls(mixed.fused)}) predicted with the target's fused kernel: "
                      + ("memory-efficient attention, which keeps the output and the log-sum-exp as flash attention "
                         "does" if target == "cuda" else "the CPU flash kernel"))
     if meta and mixed.target_math:
-        notes.append(f"scaled_dot_product_attention ({_calls(mixed.target_math)}: dropout, a value head size that "
+        notes.append(f"scaled_dot_product_attention ({calls(mixed.target_math)}: dropout, a value head size that "
                      "differs, or other inputs torch's CPU choice sends there) takes the math path on the CPU too: "
                      "predicted as such, the probabilities kept")
     if meta and (mixed.unfused or (tracker.math_attention and not mixed.target_math)):

@@ -264,10 +264,16 @@ def _layer_pass_line(bench) -> str:
 def timing_table(bench, tablefmt: str = "simple") -> str:
     """One row per batch size, the run's conditions above it, ceilings and warnings below."""
     title, headers, rows, lines = _timing_parts(bench)
-    # the cells are formatted already: tabulate's own parsing would print 1392880.0 as 1.39288e+06
-    table = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
-                     colalign=("right",) * len(headers))
-    return "\n".join([title, table, *lines])
+    return "\n".join([title, _table(rows, headers, tablefmt, formatted=True), *lines])
+
+
+def _table(rows, headers, tablefmt: str, formatted: bool = False) -> str:
+    """tabulate's table; ``formatted``: the cells are formatted already (timings), printed as they
+    are, right-aligned (tabulate's own number parsing would print 1392880.0 as 1.39288e+06)."""
+    if not formatted:
+        return tabulate(rows, headers=headers, tablefmt=tablefmt)
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
+                    colalign=("right",) * len(headers))
 
 
 def jsonable(value):
@@ -425,12 +431,11 @@ def render(result, fmt: str = "table", depth: int | None = None) -> str:
         writer.writerow(headers)
         writer.writerows(rows)
         return buffer.getvalue()
-    # timings' cells are formatted already (tabulate's parsing would print 1392880.0 as 1.39288e+06)
-    cells = dict(disable_numparse=True, colalign=("right",) * len(headers)) if hasattr(result, "clock") else {}
+    timed = hasattr(result, "clock")
     if fmt == "markdown":
-        text = f"### {title}\n\n{tabulate(rows, headers=headers, tablefmt='github', **cells)}\n"
+        text = f"### {title}\n\n{_table(rows, headers, 'github', timed)}\n"
         return text + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
-    return "\n".join([title, tabulate(rows, headers=headers, tablefmt="simple", **cells), *notes])
+    return "\n".join([title, _table(rows, headers, "simple", timed), *notes])
 
 
 def _page_text(result, depth: int | None):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from contextlib import nullcontext
 import platform
 import time
@@ -12,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..hardware.cpu import cpu_model_name
+from ..hardware.cpu import cpu_model_name, usable_cpus
 from ..hardware.nvml import PowerSampler, handle_for, load_nvml
 from ..inputs import batch_of, call_args, check_shape, infer_batch, make_inputs
 from ..model_state import model_lock, rng_restored
@@ -256,18 +255,9 @@ def _progress(items, enabled, label):
     return tqdm(items, desc=label, disable=None if enabled is None else not enabled, leave=False)
 
 
-def _usable_cpus() -> int | None:
-    """The logical CPUs this process may run on (a container's cpuset or an affinity mask can allow
-    fewer than the machine has)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count()
-
-
 def environment(device: torch.device, threads: int) -> dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "cpu": cpu_model_name(), "logical_cpus": _usable_cpus(), "intra_op_threads": threads,
+           "cpu": cpu_model_name(), "logical_cpus": usable_cpus(), "intra_op_threads": threads,
            "inter_op_threads": torch.get_num_interop_threads()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
