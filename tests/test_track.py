@@ -40,12 +40,17 @@ def _train(model, optimizer, batches):
         optimizer.zero_grad()
 
 
-def test_first_step_flops_equal_the_hand_formula_and_count_and_every_step_is_timed():
+def _tracked_linear(steps: int):
+    """(model, optimizer, report) of ``steps`` SGD steps of a Linear, tracked."""
     model = nn.Linear(IN, OUT)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with torchprof_lab.track(model, optimizer) as tracker:
-        _train(model, optimizer, [torch.randn(BATCH, IN) for _ in range(6)])
-    report = tracker.report()
+        _train(model, optimizer, [torch.randn(BATCH, IN) for _ in range(steps)])
+    return model, optimizer, tracker.report()
+
+
+def test_first_step_flops_equal_the_hand_formula_and_count_and_every_step_is_timed():
+    model, optimizer, report = _tracked_linear(6)
     # forward HAND; backward: the weight's gradient (a matmul, 2*B*in*out) and the bias's (B*out);
     # the input needs no gradient, so none is computed for it
     assert (report.forward_flops, report.backward_flops, report.flops_per_step) == (HAND, HAND, 2 * HAND)
@@ -221,11 +226,7 @@ def test_cuda_bookkeeping_with_stand_in_events_and_memory_readings(monkeypatch):
 
 
 def test_report_renders_and_is_a_frozen_value():
-    model = nn.Linear(IN, OUT)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with torchprof_lab.track(model, optimizer) as tracker:
-        _train(model, optimizer, [torch.randn(BATCH, IN) for _ in range(3)])
-    report = tracker.report()
+    _, _, report = _tracked_linear(3)
     for cls in (TrackReport, TrackFigures):
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
     text = str(report)
